@@ -1,0 +1,165 @@
+"""Writing results to disk: atomic writes, JSON / NPZ writers, PNG provenance chunks, the per-image run folder.
+
+Every file goes through `atomic_write_bytes`: the bytes are written to a temporary file in the target folder and
+moved over the target with os.replace, so a crash or a full disk never leaves a half-written file behind.
+No pickle anywhere: arrays go to .npz (numeric dtypes only), everything else to JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import PngImagePlugin
+
+SOFTWARE = "gse-desktop"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IHDR_END = len(_PNG_SIGNATURE) + 8 + 13 + 4  # signature, IHDR length+type, 13 data bytes, CRC
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and os.replace.
+
+    On any failure the temporary file is removed, an existing file at `path` is left untouched, and an OSError
+    naming the path is raised.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, torch, torchvision and this package, for provenance records."""
+    import torch
+    import torchvision
+
+    from gse_algo import __version__ as ours
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            SOFTWARE: ours}
+
+
+def provenance(*, model: str | None = None, params: Mapping | None = None, iteration: str | None = None,
+               **extra: object) -> dict[str, str]:
+    """Text metadata for exported files: software and version, UTC creation time, model, parameters, iteration."""
+    info = {"Software": f"{SOFTWARE} {versions()[SOFTWARE]}",
+            "Creation Time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if model is not None:
+        info["Model"] = model
+    if params is not None:
+        info["Parameters"] = json.dumps(to_jsonable(dict(params)), sort_keys=True)
+    if iteration is not None:
+        info["Iteration"] = iteration
+    info.update({key: value if isinstance(value, str) else json.dumps(to_jsonable(value)) for key, value in extra.items()})
+    return info
+
+
+def png_info(metadata: Mapping[str, str]) -> PngImagePlugin.PngInfo:
+    """Pillow PngInfo with one text chunk per entry (tEXt, or iTXt when the value is not Latin-1)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, str(value))
+    return info
+
+
+def add_png_text(png: bytes, metadata: Mapping[str, str]) -> bytes:
+    """The same PNG with text chunks for `metadata` inserted right after IHDR (for PNGs Pillow cannot re-save,
+    such as 16-bit RGB). The chunks are built and framed by Pillow (PngInfo, putchunk)."""
+    if not png.startswith(_PNG_SIGNATURE) or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG file (no signature / IHDR chunk)")
+    chunks = io.BytesIO()
+    for chunk_type, data, _after_idat in png_info(metadata).chunks:
+        PngImagePlugin.putchunk(chunks, chunk_type, data)
+    return png[:_IHDR_END] + chunks.getvalue() + png[_IHDR_END:]
+
+
+def to_jsonable(value: object) -> object:
+    """Plain JSON types from NumPy scalars/arrays, tuples, Paths; NaN and +-inf become None (JSON has neither)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def json_bytes(data: Mapping) -> bytes:
+    return (json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def write_json(path: str | os.PathLike, data: Mapping) -> Path:
+    """Write `data` as indented UTF-8 JSON (NaN/inf as null), atomically."""
+    return atomic_write_bytes(path, json_bytes(data))
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """A compressed .npz of numeric/bool arrays; object arrays are refused (they would need pickle)."""
+    plain = {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"array {name!r} has dtype {array.dtype}; only bool/integer/float arrays can be saved")
+        plain[name] = array
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **plain)
+    return buffer.getvalue()
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write a compressed .npz (readable with np.load(..., allow_pickle=False)), atomically."""
+    return atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def write_png(path: str | os.PathLike, png: bytes, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write encoded PNG bytes, with provenance text chunks added, atomically."""
+    return atomic_write_bytes(path, add_png_text(png, metadata) if metadata else png)
+
+
+def make_dir(path: str | os.PathLike) -> Path:
+    """Create a folder (and parents) and check it is writable; OSError naming the folder otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write into folder {path}: {error.strerror or error}") from None
+    return path
+
+
+def write_run_outputs(out_dir: str | os.PathLike, *, adv_png: bytes, metrics: Mapping,
+                      arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> dict[str, Path]:
+    """Write one attacked image's files into `out_dir`: adv.png (with `metadata` text chunks), metrics.json,
+    arrays.npz. Returns {file name: path}. Figures are saved separately (gse_algo.figures.save_figure)."""
+    out = make_dir(out_dir)
+    return {"adv.png": write_png(out / "adv.png", adv_png, metadata),
+            "metrics.json": write_json(out / "metrics.json", metrics),
+            "arrays.npz": write_npz(out / "arrays.npz", arrays)}

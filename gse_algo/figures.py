@@ -1,0 +1,273 @@
+"""Qt-free figures (matplotlib, Agg): the composite result figure, single animation frames, GIFs and frame strips.
+
+Figures are matplotlib.figure.Figure objects built directly (no pyplot state). All values are in [0,1] pixel
+units. Images may be given as [3,H,W] or [H,W,3] float arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib import cm, colors, ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+
+from gse_algo.export import atomic_write_bytes
+
+PANELS = ("original", "adversarial", "perturbation", "mask", "lambda", "cam")
+DEFAULT_PANELS = PANELS[:5]
+TITLES = {"original": "Original", "adversarial": "Adversarial", "perturbation": "Perturbation (signed)",
+          "mask": "Perturbation mask", "lambda": "Lambda map (log)", "cam": "CAM overlay + mask"}
+PERTURBATION_GAMMA = 0.5  # colour scale ~ sign(d)|d|^gamma, so small changes stay visible
+PERTURBATION_CMAP = "RdBu_r"
+LAMBDA_CMAP = matplotlib.colormaps["viridis"].with_extremes(bad="0.75")  # grey: +inf / undefined
+CAM_CMAP = "jet"
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+@dataclass
+class FigureData:
+    """What the composite figure shows. mask/lambda_map/cam are [H,W]; captions map a panel name to its text."""
+
+    x: np.ndarray
+    x_adv: np.ndarray
+    mask: np.ndarray | None = None
+    lambda_map: np.ndarray | None = None
+    cam: np.ndarray | None = None
+    captions: dict[str, str] = field(default_factory=dict)
+    title: str | None = None
+
+    @property
+    def delta(self) -> np.ndarray:
+        return hwc(self.x_adv) - hwc(self.x)
+
+
+def parse_panels(spec: str) -> list[str]:
+    """'original,mask,cam' -> ['original', 'mask', 'cam']; 'all' -> every panel; 'default' -> DEFAULT_PANELS."""
+    names = [name.strip().lower() for name in spec.split(",") if name.strip()]
+    if names == ["all"]:
+        return list(PANELS)
+    if names == ["default"]:
+        return list(DEFAULT_PANELS)
+    unknown = [name for name in names if name not in PANELS]
+    if unknown or not names:
+        raise ValueError(f"unknown figure panel(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(PANELS)}, 'all' or 'default'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"figure panel listed twice in {spec!r}")
+    return names
+
+
+def hwc(image: np.ndarray) -> np.ndarray:
+    """[3,H,W] or [H,W,3] -> float [H,W,3]."""
+    image = np.asarray(image, dtype=np.float32)
+    return image.transpose(1, 2, 0) if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3 else image
+
+
+def signed_perturbation(delta: np.ndarray) -> np.ndarray:
+    """[H,W]: per pixel the channel value of largest magnitude, sign kept (zero exactly where nothing changed)."""
+    delta = hwc(delta)
+    index = np.abs(delta).argmax(axis=2)[..., None]
+    return np.take_along_axis(delta, index, axis=2)[..., 0]
+
+
+def perturbation_norm(limit: float, gamma: float = PERTURBATION_GAMMA) -> colors.Normalize:
+    """Symmetric [-limit, limit] colour scale stretched by sign(d)|d|^gamma; the colour bar shows true values."""
+    limit = limit if limit > 0 else 1.0
+
+    def forward(v):
+        return np.sign(v) * np.abs(v) ** gamma
+
+    def inverse(v):
+        return np.sign(v) * np.abs(v) ** (1.0 / gamma)
+
+    return colors.FuncNorm((forward, inverse), vmin=-limit, vmax=limit)
+
+
+def lambda_norm(lambda_map: np.ndarray) -> tuple[np.ma.MaskedArray, colors.LogNorm]:
+    """The lambda map with +inf / non-positive entries masked (drawn grey) and a log colour scale over the rest."""
+    values = np.ma.masked_where(~np.isfinite(lambda_map) | (lambda_map <= 0), lambda_map)
+    if values.count() == 0:
+        return values, colors.LogNorm(1e-3, 1.0)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        lo, hi = lo / 2, hi * 2
+    return values, colors.LogNorm(lo, hi)
+
+
+def composite_figure(data: FigureData, panels: Sequence[str] = DEFAULT_PANELS, *,
+                     panel_inches: float = 2.6) -> Figure:
+    """One row of panels in the given order, each with a title and caption above and, where it has one, a colour
+    bar below. Panels needing absent data (mask, lambda map, CAM) raise ValueError."""
+    panels = list(panels)
+    for name in panels:
+        if name not in PANELS:
+            raise ValueError(f"unknown panel {name!r}; choose from {', '.join(PANELS)}")
+        missing = {"lambda": data.lambda_map, "cam": data.cam}.get(name, True)
+        if missing is None:
+            raise ValueError(f"panel {name!r} needs data the figure was not given")
+    n_caption_lines = max([len(data.captions.get(name, "").splitlines()) for name in panels] + [0])
+    height = panel_inches * 1.12 + 0.17 * (1 + n_caption_lines) + (0.3 if data.title else 0)
+    fig = Figure(figsize=(panel_inches * len(panels), height), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.06)  # inches between the title, the captions and the panels
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, len(panels), height_ratios=[1, 0.05])
+    for column, name in enumerate(panels):
+        ax = fig.add_subplot(grid[0, column])
+        bar_ax = fig.add_subplot(grid[1, column])
+        mappable = _draw_panel(ax, name, data)
+        if mappable is None:
+            bar_ax.set_axis_off()
+        else:
+            bar = fig.colorbar(mappable, cax=bar_ax, orientation="horizontal")
+            bar.ax.tick_params(labelsize=7)
+            if name == "perturbation":  # ticks evenly spaced on the stretched scale
+                limit = mappable.norm.vmax
+                bar.set_ticks(limit * np.array([-1, -0.25, 0, 0.25, 1]))
+                bar.ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+            if name == "lambda":  # a few plain ticks: log axes spanning under a decade get crowded minor labels
+                low, high = mappable.norm.vmin, mappable.norm.vmax
+                bar.set_ticks(np.geomspace(low, high, 3))
+                bar.ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+                bar.ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xticks([])
+        ax.set_yticks([])
+        caption = data.captions.get(name, "")
+        ax.set_title(TITLES[name] + ("\n" + caption if caption else ""), fontsize=8.5, loc="center")
+    if data.title:
+        fig.suptitle(data.title, fontsize=10)
+    return fig
+
+
+def _mask(data: FigureData) -> np.ndarray:
+    return data.mask if data.mask is not None else np.abs(data.delta).max(axis=2) > 0
+
+
+def _draw_panel(ax, name: str, data: FigureData):
+    """Draw one panel; return the mappable for its colour bar, or None."""
+    if name == "original":
+        ax.imshow(np.clip(hwc(data.x), 0, 1), interpolation="nearest")
+    elif name == "adversarial":
+        ax.imshow(np.clip(hwc(data.x_adv), 0, 1), interpolation="nearest")
+    elif name == "perturbation":
+        signed = signed_perturbation(data.delta)
+        return ax.imshow(signed, cmap=PERTURBATION_CMAP, norm=perturbation_norm(float(np.abs(signed).max())),
+                         interpolation="nearest")
+    elif name == "mask":
+        ax.imshow(_mask(data), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    elif name == "lambda":
+        values, norm = lambda_norm(np.asarray(data.lambda_map, dtype=np.float64))
+        return ax.imshow(values, cmap=LAMBDA_CMAP, norm=norm, interpolation="nearest")
+    elif name == "cam":
+        ax.imshow(np.clip(hwc(data.x), 0, 1), interpolation="nearest")
+        ax.imshow(data.cam, cmap=CAM_CMAP, vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")
+        mask = _mask(data)
+        if mask.any() and not mask.all():
+            ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.6)
+        return cm.ScalarMappable(colors.Normalize(0, 1), CAM_CMAP)  # the colour bar without the overlay's alpha
+    return None
+
+
+def figure_bytes(fig: Figure, fmt: str, dpi: float = 300, metadata: Mapping[str, str] | None = None) -> bytes:
+    """The figure encoded as 'png', 'svg' or 'pdf', with provenance in the format's metadata where it has any."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_format_metadata(fmt, metadata or {}))
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: float = 300,
+                metadata: Mapping[str, str] | None = None) -> Path:
+    """Save as PNG / SVG / PDF (by suffix) atomically. PNG: every metadata entry as a text chunk; SVG and PDF:
+    the entries their metadata schemes have (title, date, creator) plus all of it as a description/subject."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot save a figure as {Path(path).name!r}: use .png, .svg or .pdf")
+    return atomic_write_bytes(path, figure_bytes(fig, fmt, dpi, metadata))
+
+
+def _format_metadata(fmt: str, info: Mapping[str, str]) -> dict:
+    if fmt == "png":
+        return dict(info)
+    summary = "; ".join(f"{key}: {value}" for key, value in info.items())
+    title = info.get("Title", "GSE adversarial example")
+    if fmt == "svg":
+        return {"Title": title, "Creator": info.get("Software", ""), "Date": info.get("Creation Time", ""),
+                "Description": summary}
+    return {"Title": title, "Creator": info.get("Software", ""), "Subject": summary}
+
+
+def render_frame(x: np.ndarray, delta: np.ndarray, mask: np.ndarray | None = None, *, limit: float | None = None,
+                 label: str = "", scale: int = 1) -> np.ndarray:
+    """One animation frame, uint8 [H', W', 3]: adversarial image | signed perturbation | mask, side by side,
+    with `label` written underneath. `limit` fixes the perturbation colour scale across frames; `scale`
+    enlarges small images (nearest neighbour)."""
+    delta = hwc(delta)
+    signed = signed_perturbation(delta)
+    norm = perturbation_norm(limit if limit is not None else float(np.abs(signed).max()))
+    perturbation = matplotlib.colormaps[PERTURBATION_CMAP](norm(signed))[..., :3]
+    mask = mask if mask is not None else np.abs(delta).max(axis=2) > 0
+    mask_rgb = np.repeat(1.0 - mask[..., None].astype(np.float32), 3, axis=2)
+    adversarial = np.clip(hwc(x) + delta, 0, 1)
+    gap = np.ones((signed.shape[0], max(2, signed.shape[1] // 32), 3))
+    row = np.concatenate([adversarial, gap, perturbation, gap, mask_rgb], axis=1)
+    picture = Image.fromarray((row * 255 + 0.5).astype(np.uint8))
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    if label:
+        canvas = Image.new("RGB", (picture.width, picture.height + 16), "white")
+        canvas.paste(picture, (0, 0))
+        ImageDraw.Draw(canvas).text((3, picture.height + 2), label, fill="black")
+        picture = canvas
+    return np.asarray(picture)
+
+
+def select_frames(n: int, every: int) -> list[int]:
+    """Indices 0, every, 2*every, ... of n items, always ending with the last one."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1 (got {every})")
+    indices = list(range(0, n, every))
+    if n and indices[-1] != n - 1:
+        indices.append(n - 1)
+    return indices
+
+
+def gif_bytes(frames: Sequence[np.ndarray], fps: float = 5.0) -> bytes:
+    """An endlessly looping animated GIF of uint8 [H,W,3] frames. Pillow merges identical consecutive frames
+    (adding up their durations), so the file may hold fewer frames than given when some repeat."""
+    if not frames:
+        raise ValueError("no frames to animate")
+    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
+    return buffer.getvalue()
+
+
+def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 5.0) -> Path:
+    """Write the frames as an animated GIF, atomically."""
+    return atomic_write_bytes(path, gif_bytes(frames, fps))
+
+
+def frame_strip(frames: Sequence[np.ndarray], labels: Sequence[str] = (), *, columns: int = 5,
+                frame_inches: float = 2.0) -> Figure:
+    """A grid of frames (e.g. every Nth iteration, see select_frames) with a label above each."""
+    if not frames:
+        raise ValueError("no frames for the strip")
+    columns = min(columns, len(frames))
+    rows = -(-len(frames) // columns)
+    aspect = frames[0].shape[0] / frames[0].shape[1]
+    fig = Figure(figsize=(frame_inches * columns, (frame_inches * aspect + 0.3) * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for index, ax in enumerate(fig.subplots(rows, columns, squeeze=False).flat):
+        ax.set_axis_off()
+        if index < len(frames):
+            ax.imshow(frames[index], interpolation="nearest")
+            if index < len(labels):
+                ax.set_title(labels[index], fontsize=8)
+    return fig

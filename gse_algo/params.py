@@ -1,0 +1,123 @@
+"""GSE hyper-parameters in [0,1] pixel space and the official presets.
+
+The official code works on images in [-1,1] (spec section 0). With delta_p = delta_n / 2 the same iterates come
+out of the [0,1] problem when sigma_p = sigma_n / 4 and mu_p = 4 * mu_n; lambda rescales itself (by sqrt 2)
+because lambda_0 is computed from the gradient (spec 1.4). q, k_hat, the blur and the search rules carry over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+# Official values in [-1,1] space (spec section 1.7): (mu, sigma, k_hat, q) per (dataset, targeted).
+_OFFICIAL = {
+    ("cifar10", True): (1.0, 0.005, 50, 0.25),
+    ("cifar10", False): (1.0, 0.005, 30, 0.25),
+    ("imagenet", True): (0.1, 0.05, 50, 0.9),
+    ("imagenet", False): (0.1, 0.05, 50, 0.9),
+    ("imagenet_adv", True): (0.0005, 0.75, 150, 0.9),
+    ("imagenet_adv", False): (0.0005, 0.75, 150, 0.9),
+}
+PRESETS = ("cifar10", "imagenet", "imagenet_adv")
+
+
+def mu_from_official(mu_n: float) -> float:
+    """mu in [0,1] space: mu_n * ||2 delta_p||^2 = 4 mu_n ||delta_p||^2 (spec section 0)."""
+    return 4.0 * mu_n
+
+
+def sigma_from_official(sigma_n: float) -> float:
+    """Step size in [0,1] space: grad_n = grad_p / 2 and delta_n = 2 delta_p give sigma_p = sigma_n / 4."""
+    return sigma_n / 4.0
+
+
+@dataclass(frozen=True)
+class GSEParams:
+    """Every GSE setting, in [0,1] pixel units.
+
+    Defaults are the official constructor defaults (mu=1, sigma=0.0025, k_hat=10, q=0.25 in [-1,1] units)
+    converted to [0,1] space. Use `GSEParams.preset(...)` for the per-dataset values the paper used.
+    """
+
+    mu: float = 4.0  # weight of the squared l2 term mu * ||delta||_2^2
+    sigma: float = 0.000625  # step size of the gradient / prox step
+    k_hat: int = 10  # phase-1 iterations (lambda map updated, support may grow); then the support freezes
+    q: float = 0.25  # lambda is divided by q at pixels with no perturbed neighbour (grows when q < 1)
+    iters: int = 200  # inner iterations per search step
+    search_steps: int = 10  # outer lambda-search steps
+    search_factor: float = 2.0  # lambda growth factor while no upper bound is known
+    blur_size: int = 5  # Gaussian blur kernel size of the lambda update
+    blur_sigma: float = 1.5  # Gaussian blur sigma of the lambda update
+    kappa: float = 0.0  # confidence margin of the CW loss (official: 0)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError with a readable message for an impossible setting."""
+        problems = []
+        for name in ("mu", "kappa"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a finite number >= 0 (got {value})")
+        for name in ("sigma", "q", "search_factor", "blur_sigma"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a finite number > 0 (got {value})")
+        if self.q > 1:
+            problems.append(f"q must be in (0, 1] (got {self.q})")
+        for name in ("iters", "search_steps", "blur_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                problems.append(f"{name} must be an integer >= 1 (got {value!r})")
+        if not (isinstance(self.k_hat, int) and 0 <= self.k_hat):
+            problems.append(f"k_hat must be an integer >= 0 (got {self.k_hat!r})")
+        if isinstance(self.blur_size, int) and self.blur_size % 2 == 0:
+            problems.append(f"blur_size must be odd (got {self.blur_size})")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def preset(cls, name: str, targeted: bool = False, **overrides: float) -> "GSEParams":
+        """Official per-dataset hyper-parameters (spec 1.7), converted exactly to [0,1] space."""
+        key = (name.lower().replace("-", "").replace("_", "") , bool(targeted))
+        names = {p.replace("_", ""): p for p in PRESETS}
+        if key[0] not in names:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        mu_n, sigma_n, k_hat, q = _OFFICIAL[(names[key[0]], key[1])]
+        base = cls(mu=mu_from_official(mu_n), sigma=sigma_from_official(sigma_n), k_hat=k_hat, q=q)
+        return base.replace(**overrides) if overrides else base
+
+    def replace(self, **changes: float) -> "GSEParams":
+        """A copy with some fields changed; string values are converted to the field's type."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - set(types))
+        if unknown:
+            raise ValueError(f"unknown GSE parameter(s): {', '.join(unknown)}; known: {', '.join(types)}")
+        converted = {}
+        for name, value in changes.items():
+            kind = int if types[name] in (int, "int") else float
+            try:
+                converted[name] = kind(value) if kind is float else _as_int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a{'n integer' if kind is int else ' number'} (got {value!r})") from None
+        return dataclasses.replace(self, **converted)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def official_units(self) -> dict:
+        """The same settings in the [-1,1] units of the paper and the official code."""
+        d = self.as_dict()
+        d["mu"] = self.mu / 4.0
+        d["sigma"] = self.sigma * 4.0
+        return d
+
+
+def _as_int(value: object) -> int:
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError
+    return int(number)

@@ -1,0 +1,31 @@
+"""Presets converted to [0,1] units (spec section 0 and 1.7) and parameter validation."""
+
+import pytest
+
+from gse_algo.params import GSEParams
+
+
+@pytest.mark.parametrize("name,targeted,official", [
+    ("cifar10", False, (1.0, 0.005, 30, 0.25)),
+    ("cifar10", True, (1.0, 0.005, 50, 0.25)),
+    ("imagenet", True, (0.1, 0.05, 50, 0.9)),
+    ("imagenet_adv", False, (0.0005, 0.75, 150, 0.9)),
+])
+def test_presets_are_official_values_converted(name, targeted, official):
+    mu_n, sigma_n, k_hat, q = official
+    p = GSEParams.preset(name, targeted=targeted)
+    assert p.mu == pytest.approx(4 * mu_n) and p.sigma == pytest.approx(sigma_n / 4)
+    assert (p.k_hat, p.q, p.iters, p.search_steps, p.search_factor) == (k_hat, q, 200, 10, 2.0)
+    assert (p.blur_size, p.blur_sigma, p.kappa) == (5, 1.5, 0.0)
+    assert p.official_units()["mu"] == pytest.approx(mu_n) and p.official_units()["sigma"] == pytest.approx(sigma_n)
+
+
+def test_replace_converts_strings_and_rejects_nonsense():
+    p = GSEParams().replace(mu="2.5", k_hat="12")
+    assert p.mu == 2.5 and p.k_hat == 12
+    for bad in [dict(sigma=-1), dict(q=1.5), dict(iters=0), dict(k_hat="1.5"), dict(blur_size=4), dict(nope=1),
+                dict(mu="abc")]:
+        with pytest.raises(ValueError):
+            GSEParams().replace(**bad)
+    with pytest.raises(ValueError, match="unknown preset"):
+        GSEParams.preset("mnist")
