@@ -229,7 +229,7 @@ def _inner_loop(net: _Model, x: torch.Tensor, y: torch.Tensor, p: GSEParams, ste
     logits, grad_f = start
     frozen = None
     weights = momentum_weights(p.iters)  # t restarts every search step and is not reset at k_hat
-    recorder = _Recorder(x, p, step, lam_b, sigma_b, logits) if trace else None
+    recorder = _Recorder(x, p, step, lam_b, sigma_b, logits, cw_margin(logits, y, net.targeted)) if trace else None
     for j in range(p.iters):
         grad = grad_f + 2.0 * p.mu * delta  # F = f + mu ||delta||_2^2
         if j == p.k_hat:
@@ -303,16 +303,16 @@ class _Recorder:
     """Keeps full-batch CPU state for snapshots; images that stopped keep their last values."""
 
     def __init__(self, x: torch.Tensor, p: GSEParams, step: int, lam_b: torch.Tensor, sigma_b: torch.Tensor,
-                 logits0: torch.Tensor) -> None:
+                 logits0: torch.Tensor, margin0: torch.Tensor) -> None:
         n, c, h, w = x.shape
         self.p, self.step = p, step
         self.delta = torch.zeros_like(x)
-        self.lam_map = frozen_array(lam_b.view(n, 1, 1).expand(n, h, w).float().cpu().numpy().copy())
+        self.lam_map = _np(lam_b.view(n, 1, 1).expand(n, h, w).float())
         self.frozen: np.ndarray | None = None
         self.frozen_full = torch.zeros((n, h, w), dtype=torch.bool, device=x.device)
         self.lam_full = lam_b.view(n, 1, 1).expand(n, h, w).clone()
         self.logits = logits0.clone()
-        self.margin = torch.zeros(n, dtype=x.dtype, device=x.device)
+        self.margin = margin0.clone()
         self.success = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.active = torch.ones(n, dtype=torch.bool, device=x.device)
         self.lambda_b = _np(lam_b)
@@ -327,10 +327,10 @@ class _Recorder:
         self.active[idx[hit]] = False
         if lam_map is not None:
             self.lam_full[idx] = lam_map
-            self.lam_map = frozen_array(self.lam_full.float().cpu().numpy())
+            self.lam_map = _np(self.lam_full.float())  # a copy: lam_full changes in place
         if frozen is not None and self.frozen is None:
             self.frozen_full[idx] = frozen[:, 0]
-            self.frozen = frozen_array(self.frozen_full.cpu().numpy())
+            self.frozen = _np(self.frozen_full)
 
     def snapshot(self, j: int, phase: int) -> Snapshot:
         probs = torch.softmax(self.logits.float(), dim=1)

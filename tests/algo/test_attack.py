@@ -206,3 +206,16 @@ def test_bad_inputs_give_clear_errors():
         gse_attack(model, x, torch.tensor([0, 9]))
     with pytest.raises(ValueError, match="eval mode"):
         gse_attack(model.train(), x, torch.tensor([0, 1]))
+
+
+def test_float32_snapshots_are_independent_copies():
+    """Each phase-1 snapshot keeps its own lambda map (lambda changes every phase-1 iteration, spec 1.5)."""
+    model = SmoothNet(seed=4, dtype=torch.float32).eval()
+    x = images(1, seed=7, dtype=torch.float32)
+    y = clean_labels(model, x)
+    snaps = list(iterate_gse(model, x, y, params=FAST.replace(search_steps=2, iters=12)))
+    first_step = [s for s in snaps if s.step == 1 and s.phase == 1]
+    assert len(first_step) >= 2
+    for a, b in zip(first_step, first_step[1:]):
+        assert not np.array_equal(a.lambda_map, b.lambda_map)
+        assert not a.lambda_map.flags.writeable and not a.delta.values.flags.writeable
