@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/gse-attack $(ARGS)
+	$(VENV)/bin/gse-desktop $(ARGS)
 
 attack: $(STAMP)
 	$(VENV)/bin/gse-attack $(ARGS)

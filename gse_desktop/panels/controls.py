@@ -1,0 +1,284 @@
+"""The controls column: image, model, target, preset + every GSE parameter, device, Run/Pause/Step/Stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMenu, QPushButton,
+                               QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+
+from gse_algo.params import PRESETS, GSEParams
+
+# name -> (tooltip, minimum, maximum, decimals or None for integers)
+PARAMS = {
+    "mu": ("Weight of the squared l2 term mu*||delta||^2 ([0,1] pixel units; 4x the paper's value).", 0, 1e6, 6),
+    "sigma": ("Step size of the gradient / proximal step ([0,1] units; 1/4 of the paper's value).", 1e-7, 100, 7),
+    "k_hat": ("Phase-1 iterations: the lambda map is updated and the support may grow; then it freezes.", 0, 10000, None),
+    "q": ("Lambda is divided by q at pixels with no perturbed neighbour (q < 1 makes isolated pixels costly).",
+          1e-4, 1, 4),
+    "iters": ("Inner proximal-gradient iterations per search step.", 1, 100000, None),
+    "search_steps": ("Outer search steps over the starting lambda (binary search after the first success).",
+                     1, 100, None),
+    "search_factor": ("Lambda growth factor while no failing/succeeding bracket is known.", 1e-3, 1000, 3),
+    "blur_size": ("Gaussian blur kernel size of the lambda update (odd).", 1, 99, None),
+    "blur_sigma": ("Gaussian blur sigma of the lambda update.", 1e-3, 100, 3),
+    "kappa": ("Confidence margin of the CW loss max(0, margin + kappa).", 0, 1e6, 3),
+}
+PRESET_FIELDS = ("mu", "sigma", "k_hat", "q")
+AUTO = "auto"
+CUSTOM = "custom"
+
+
+class ControlsPanel(QWidget):
+    """Signals ask the window to act; `params()`, `target()` etc. read the current choices."""
+
+    open_image = Signal(str)
+    run_clicked = Signal()
+    pause_toggled = Signal(bool)
+    step_clicked = Signal()
+    stop_clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._image_group())
+        layout.addWidget(self._model_group())
+        layout.addWidget(self._target_group(), 1)
+        layout.addWidget(self._params_group())
+        layout.addLayout(self._buttons())
+        self._applying = False
+        self.apply_preset()
+        self.set_running(False)
+
+    # -- building ------------------------------------------------------------------------------------------------
+    def _image_group(self) -> QGroupBox:
+        box = QGroupBox("Image")
+        self.image_label = QLabel("(none)")
+        self.image_label.setWordWrap(True)
+        open_button = QPushButton("Open…")
+        open_button.setToolTip("Open an image file (or drop one on the window)")
+        open_button.clicked.connect(self._browse_image)
+        self.examples_menu = QMenu(self)
+        self.recent_menu = QMenu(self)
+        row = QHBoxLayout()
+        row.addWidget(open_button)
+        for text, menu in (("Examples", self.examples_menu), ("Recent", self.recent_menu)):
+            button = QToolButton(text=text)
+            button.setMenu(menu)
+            button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+            row.addWidget(button)
+        inner = QVBoxLayout(box)
+        inner.addLayout(row)
+        inner.addWidget(self.image_label)
+        return box
+
+    def _model_group(self) -> QGroupBox:
+        box = QGroupBox("Model")
+        self.model_combo = QComboBox(editable=True)
+        self.model_combo.setToolTip("The default offline model, a torchvision model name, or a checkpoint file")
+        file_button = QPushButton("File…")
+        file_button.clicked.connect(self._browse_model)
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("cpu")
+        if torch.cuda.is_available():
+            self.device_combo.addItems([f"cuda:{i}" for i in range(torch.cuda.device_count())])
+        self.threads_spin = QSpinBox(minimum=1, maximum=256)
+        self.threads_spin.setToolTip("torch CPU threads used by the attack")
+        row = QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(file_button)
+        form = QFormLayout(box)
+        form.addRow(row)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Threads", self.threads_spin)
+        return box
+
+    def _target_group(self) -> QGroupBox:
+        box = QGroupBox("Target")
+        self.untargeted = QRadioButton("untargeted", checked=True)
+        self.targeted = QRadioButton("targeted:")
+        group = QButtonGroup(box)
+        group.addButton(self.untargeted)
+        group.addButton(self.targeted)
+        self.class_filter = QLineEdit(placeholderText="search classes…")
+        self.class_filter.textChanged.connect(self._filter_classes)
+        self.class_list = QListWidget()
+        self.class_list.setMinimumHeight(60)
+        self.class_list.currentRowChanged.connect(lambda _: self.targeted.setChecked(True))
+        self.targeted.toggled.connect(lambda _: self.apply_preset())
+        inner = QVBoxLayout(box)
+        row = QHBoxLayout()
+        row.addWidget(self.untargeted)
+        row.addWidget(self.targeted)
+        inner.addLayout(row)
+        inner.addWidget(self.class_filter)
+        inner.addWidget(self.class_list)
+        return box
+
+    def _params_group(self) -> QGroupBox:
+        box = QGroupBox("GSE parameters ([0,1] pixel units)")
+        form = QFormLayout(box)
+        form.setVerticalSpacing(2)
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems([AUTO, *PRESETS, CUSTOM])
+        self.preset_combo.setToolTip("Official per-dataset settings (mu, sigma, k_hat, q); 'auto' picks cifar10 for "
+                                     "inputs <= 64 px, imagenet otherwise, when the run starts")
+        self.preset_combo.currentTextChanged.connect(lambda _: self.apply_preset())
+        form.addRow("Preset", self.preset_combo)
+        self.spins: dict[str, QAbstractSpinBox] = {}
+        defaults = GSEParams()
+        for name, (tip, low, high, decimals) in PARAMS.items():
+            spin = QSpinBox() if decimals is None else QDoubleSpinBox(decimals=decimals)
+            spin.setRange(low, high)
+            if name == "blur_size":
+                spin.setSingleStep(2)
+            spin.setValue(getattr(defaults, name))
+            spin.setToolTip(tip)
+            spin.valueChanged.connect(lambda _, n=name: self._edited(n))
+            label = QLabel(name)
+            label.setToolTip(tip)
+            form.addRow(label, spin)
+            self.spins[name] = spin
+        return box
+
+    def _buttons(self) -> QHBoxLayout:
+        self.run_button = QPushButton("Run")
+        self.pause_button = QPushButton("Pause", checkable=True)
+        self.step_button = QPushButton("Step")
+        self.stop_button = QPushButton("Stop")
+        self.run_button.setToolTip("Start the attack (F5)")
+        self.step_button.setToolTip("Run one iteration, then pause")
+        self.run_button.clicked.connect(self.run_clicked)
+        self.pause_button.toggled.connect(self._pause_toggled)
+        self.step_button.clicked.connect(self.step_clicked)
+        self.stop_button.clicked.connect(self.stop_clicked)
+        row = QHBoxLayout()
+        for b in (self.run_button, self.pause_button, self.step_button, self.stop_button):
+            row.addWidget(b)
+        return row
+
+    # -- behaviour -----------------------------------------------------------------------------------------------
+    def _pause_toggled(self, paused: bool) -> None:
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_toggled.emit(paused)
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        self.step_button.setEnabled(running)
+        if not running:
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(False)
+            self.pause_button.setText("Pause")
+            self.pause_button.blockSignals(False)
+
+    def apply_preset(self) -> None:
+        """Fill mu, sigma, k_hat, q from the chosen preset ('auto' shows the imagenet values)."""
+        name = self.preset_combo.currentText()
+        if name == CUSTOM:
+            return
+        base = GSEParams.preset("imagenet" if name == AUTO else name, targeted=self.targeted.isChecked())
+        self._applying = True
+        for field in PRESET_FIELDS:
+            self.spins[field].setValue(getattr(base, field))
+        self._applying = False
+
+    def _edited(self, name: str) -> None:
+        if name in PRESET_FIELDS and not self._applying:
+            self.preset_combo.blockSignals(True)
+            self.preset_combo.setCurrentText(CUSTOM)
+            self.preset_combo.blockSignals(False)
+
+    def params(self) -> GSEParams:
+        """The parameters as shown; raises ValueError with a readable message."""
+        return GSEParams().replace(**{name: spin.value() for name, spin in self.spins.items()})
+
+    def preset(self) -> str | None:
+        name = self.preset_combo.currentText()
+        return None if name == CUSTOM else name
+
+    def target(self) -> int | None:
+        """None for untargeted, else the class index (the row in the class list)."""
+        if not self.targeted.isChecked() or self.class_list.currentRow() < 0:
+            return None
+        return self.class_list.currentRow()
+
+    def set_target(self, index: int | None) -> None:
+        if index is None:
+            self.untargeted.setChecked(True)
+        else:
+            self.class_list.setCurrentRow(index)
+            self.targeted.setChecked(True)
+
+    def set_class_names(self, names: list[str]) -> None:
+        if [self.class_list.item(i).text() for i in range(self.class_list.count())] == list(names):
+            return
+        row = self.class_list.currentRow()
+        self.class_list.clear()
+        self.class_list.addItems(list(names))
+        if 0 <= row < len(names):
+            self.class_list.setCurrentRow(row)
+        self._filter_classes(self.class_filter.text())
+
+    def _filter_classes(self, text: str) -> None:
+        text = text.lower()
+        for i in range(self.class_list.count()):
+            item = self.class_list.item(i)
+            item.setHidden(text not in item.text().lower())
+
+    def model_spec(self) -> str:
+        return self.model_combo.currentText().strip()
+
+    def set_model_names(self, names: list[str], current: str) -> None:
+        self.model_combo.addItems(names)
+        self.model_combo.setCurrentText(current)
+
+    def set_image_path(self, path: str) -> None:
+        self.image_label.setText(Path(path).name)
+        self.image_label.setToolTip(path)
+
+    def set_examples(self, paths: list[Path]) -> None:
+        self.examples_menu.clear()
+        for p in paths:
+            self.examples_menu.addAction(p.name, lambda p=p: self.open_image.emit(str(p)))
+
+    def set_recent(self, paths: list[str]) -> None:
+        self.recent_menu.clear()
+        for p in paths:
+            self.recent_menu.addAction(p, lambda p=p: self.open_image.emit(p))
+
+    def _browse_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff "
+                                                                       "*.webp);;All files (*)")
+        if path:
+            self.open_image.emit(path)
+
+    def _browse_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model checkpoint", "", "PyTorch checkpoints (*.pt *.pth);;All (*)")
+        if path:
+            self.model_combo.setCurrentText(path)
+
+    # -- settings ------------------------------------------------------------------------------------------------
+    def save(self, settings: QSettings) -> None:
+        settings.setValue("preset", self.preset_combo.currentText())
+        for name, spin in self.spins.items():
+            settings.setValue(f"params/{name}", spin.value())
+        settings.setValue("device", self.device_combo.currentText())
+        settings.setValue("threads", self.threads_spin.value())
+
+    def restore(self, settings: QSettings, default_threads: int) -> None:
+        for name, spin in self.spins.items():
+            value = settings.value(f"params/{name}")
+            if value is not None:
+                spin.setValue(float(value) if isinstance(spin, QDoubleSpinBox) else int(float(value)))
+        preset = settings.value("preset", AUTO)
+        self.preset_combo.setCurrentText(preset if preset in (AUTO, *PRESETS, CUSTOM) else AUTO)
+        self.apply_preset()
+        device = settings.value("device", "cpu")
+        if self.device_combo.findText(device) >= 0:
+            self.device_combo.setCurrentText(device)
+        self.threads_spin.setValue(int(settings.value("threads", default_threads)))

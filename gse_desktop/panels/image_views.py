@@ -1,0 +1,143 @@
+"""The image grid: original, adversarial, signed perturbation, mask (+ frozen region), log10 lambda, CAM.
+
+All views share zoom and pan; perturbation and lambda have colour bars. Hovering a pixel emits its readout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Signal
+
+from gse_desktop.history import Frame
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+# mask colours (RGB): untouched pixels, the support, the phase-2 frozen region
+FREE, SUPPORT, FROZEN = (45, 45, 45), (255, 200, 0), (40, 90, 200)
+TITLES = {
+    "original": "Original",
+    "adversarial": "Adversarial",
+    "perturbation": "Perturbation δ (mean over RGB)",
+    "mask": "Mask: <span style='color:#ffc800'>support</span> / <span style='color:#6e9bff'>frozen</span>",
+    "lambda": "λ map (log10)",
+    "cam": "CAM",
+}
+
+
+class ImageViews(pg.GraphicsLayoutWidget):
+    """Six linked image views; call `show_original` once per image and `show_frame` per shown snapshot."""
+
+    hovered = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setBackground("#202020")
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.items: dict[str, pg.ImageItem] = {}
+        for i, name in enumerate(TITLES):
+            if i == 3:
+                self.nextRow()
+            plot = self.addPlot(title=TITLES[name])
+            plot.hideAxis("left")
+            plot.hideAxis("bottom")
+            plot.invertY(True)
+            plot.setAspectLocked(not self.plots)  # only the first view locks its aspect, the linked ones follow it
+            plot.setMenuEnabled(False)
+            item = pg.ImageItem()
+            plot.addItem(item)
+            if self.plots:
+                first = next(iter(self.plots.values()))
+                plot.setXLink(first)
+                plot.setYLink(first)
+            self.plots[name], self.items[name] = plot, item
+        self.delta_bar = pg.ColorBarItem(values=(-0.1, 0.1), colorMap=pg.colormap.get("CET-D1"), interactive=False,
+                                         width=12, label="δ")
+        self.delta_bar.setImageItem(self.items["perturbation"], insert_in=self.plots["perturbation"])
+        self.lambda_bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
+                                          width=12, label="log10 λ")
+        self.lambda_bar.setImageItem(self.items["lambda"], insert_in=self.plots["lambda"])
+        self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
+                                    anchor=(0.5, 0.5))
+        self.plots["cam"].addItem(self.cam_text)
+        self.original: np.ndarray | None = None
+        self.frame: Frame | None = None
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    def show_original(self, rgb: np.ndarray) -> None:
+        """A new clean image [H,W,3] in [0,1]: reset every view."""
+        self.original = np.asarray(rgb, dtype=np.float32)
+        h, w = self.original.shape[:2]
+        self.items["original"].setImage(self.original, levels=(0, 1))
+        self.items["adversarial"].setImage(self.original, levels=(0, 1))
+        for name in ("perturbation", "lambda"):
+            self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
+        self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
+        self.items["cam"].clear()
+        self.cam_text.setPos(w / 2, h / 2)
+        self.frame = None
+        self.fit()
+
+    def fit(self) -> None:
+        """Zoom every (linked) view to the whole image."""
+        if self.original is not None:
+            h, w = self.original.shape[:2]
+            for plot in self.plots.values():
+                plot.vb.setRange(QRectF(0, 0, w, h), padding=0.02)
+
+    def show_frame(self, frame: Frame, image: int = 0) -> None:
+        """Draw one decoded snapshot (image `image` of the batch)."""
+        if self.original is None or frame.delta.shape[-2:] != self.original.shape[:2]:
+            return
+        self.frame = frame
+        delta = frame.delta[image].transpose(1, 2, 0)
+        self.items["adversarial"].setImage(np.clip(self.original + delta, 0, 1), levels=(0, 1))
+        signed = delta.mean(axis=2)
+        bound = float(np.abs(signed).max()) or 1e-3
+        self.items["perturbation"].setImage(signed, autoLevels=False)
+        self.delta_bar.setLevels((-bound, bound))
+        mask = np.empty(signed.shape + (3,), np.uint8)
+        mask[:] = FREE
+        mask[frame.frozen[image]] = FROZEN
+        mask[frame.mask[image]] = SUPPORT
+        self.items["mask"].setImage(mask, levels=(0, 255))
+        self.plots["mask"].setTitle(TITLES["mask"] + f"  ({int(frame.acp[image])} px)")
+        log_lam = frame.log10_lambda[image]
+        finite = log_lam[np.isfinite(log_lam)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        high = high if high > low else low + 1e-3
+        self.items["lambda"].setImage(np.nan_to_num(log_lam, posinf=high, neginf=low), autoLevels=False)
+        self.lambda_bar.setLevels((low, high))
+
+    def show_cam(self, cam: np.ndarray | None, title: str = "CAM") -> None:
+        """Fill the CAM view ([H,W] in [0,1]) or show the placeholder again (None)."""
+        self.plots["cam"].setTitle(title)
+        self.cam_text.setVisible(cam is None)
+        if cam is None:
+            self.items["cam"].clear()
+        else:
+            self.items["cam"].setImage(cam, levels=(0, 1), lut=pg.colormap.get("inferno").getLookupTable())
+
+    def readout(self, row: int, col: int, image: int = 0) -> str:
+        """What is at one pixel of the shown frame: delta per channel, lambda, support, frozen."""
+        if self.original is None:
+            return ""
+        h, w = self.original.shape[:2]
+        if not (0 <= row < h and 0 <= col < w):
+            return ""
+        text = f"(x={col}, y={row})  rgb={np.round(self.original[row, col], 3).tolist()}"
+        f = self.frame
+        if f is None:
+            return text
+        d = f.delta[image, :, row, col]
+        lam = 10.0 ** float(f.log10_lambda[image, row, col])
+        return (text + f"  δ=[{d[0]:+.4f}, {d[1]:+.4f}, {d[2]:+.4f}]  λ={lam:.3g}"
+                f"  {'in' if f.mask[image, row, col] else 'out of'} support"
+                f"  {'frozen' if f.frozen[image, row, col] else 'not frozen'}")
+
+    def _mouse_moved(self, pos: QPointF) -> None:
+        for plot in self.plots.values():
+            if plot.sceneBoundingRect().contains(pos):
+                point = plot.vb.mapSceneToView(pos)
+                self.hovered.emit(self.readout(int(np.floor(point.y())), int(np.floor(point.x()))))
+                return

@@ -1,0 +1,57 @@
+"""Metrics against the iteration of the shown search step, with a cursor at the shown iteration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+
+from gse_desktop.history import SERIES
+
+LABELS = {"cw_loss": "CW loss", "l2": "‖δ‖₂", "acp": "ACP (pixels)", "anc": "ANC (clusters)",
+          "margin": "CW margin"}
+COLOURS = {"cw_loss": "#ff7f0e", "l2": "#1f77b4", "acp": "#2ca02c", "anc": "#9467bd", "margin": "#d62728"}
+
+
+class MetricPlots(pg.GraphicsLayoutWidget):
+    """One small plot per series in SERIES; x axes linked."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setBackground("#202020")
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.cursors: list[pg.InfiniteLine] = []
+        self.boundaries: list[pg.InfiniteLine] = []
+        first = None
+        for name in SERIES:
+            plot = self.addPlot(title=LABELS[name])
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setMenuEnabled(False)
+            plot.getAxis("left").setWidth(40)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            self.curves[name] = plot.plot(pen=pg.mkPen(COLOURS[name], width=2))
+            boundary = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888888", style=pg.QtCore.Qt.PenStyle.DashLine))
+            cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffffff", width=1))
+            plot.addItem(boundary)
+            plot.addItem(cursor)
+            self.boundaries.append(boundary)
+            self.cursors.append(cursor)
+            if name == "margin":
+                plot.addItem(pg.InfiniteLine(angle=0, pos=0, pen=pg.mkPen("#888888")))
+
+    def set_series(self, series: dict[str, np.ndarray]) -> None:
+        for name, values in series.items():
+            few = len(values) < 3  # a lone point needs a symbol to be seen
+            self.curves[name].setData(np.arange(len(values)), values, symbol="o" if few else None, symbolSize=6,
+                                      symbolBrush=COLOURS[name])
+
+    def set_cursor(self, iteration: int) -> None:
+        for line in self.cursors:
+            line.setPos(iteration)
+
+    def set_phase_boundary(self, k_hat: int) -> None:
+        """Dashed line where phase 2 starts (the support freezes)."""
+        for line in self.boundaries:
+            line.setPos(k_hat)

@@ -1,0 +1,92 @@
+"""Small tables: the top-5 classes before and now, and the outer search at a glance."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from gse_desktop.history import StepSummary
+
+
+def _setup(table: QTableWidget, columns: list[str]) -> None:
+    table.setColumnCount(len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.verticalHeader().setVisible(False)
+    table.verticalHeader().setDefaultSectionSize(20)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+
+
+def _fill_row(table: QTableWidget, row: int, values: list[str], bold: bool = False,
+              colour: str | None = None) -> None:
+    for col, value in enumerate(values):
+        item = QTableWidgetItem(value)
+        if bold:
+            font = QFont()
+            font.setBold(True)
+            item.setFont(font)
+        if colour:
+            item.setForeground(QBrush(QColor(colour)))
+        table.setItem(row, col, item)
+
+
+class TopTable(QTableWidget):
+    """Two columns of (class, probability): the clean image and the shown iterate."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        _setup(self, ["before", "p", "now", "p"])
+        self.setRowCount(5)
+        self.names: list[str] = []
+        self.before: tuple[np.ndarray, np.ndarray] | None = None
+        self.label: int = -1
+
+    def set_before(self, classes: np.ndarray, probs: np.ndarray, names: list[str], label: int) -> None:
+        """The clean prediction; `label` is the class the attack moves away from / towards (highlighted)."""
+        self.names, self.before, self.label = list(names), (classes, probs), label
+        self._column(0, classes, probs)
+        self._column(2, classes[:0], probs[:0])
+
+    def set_now(self, classes: np.ndarray, probs: np.ndarray) -> None:
+        self._column(2, classes, probs)
+
+    def _name(self, index: int) -> str:
+        return self.names[index] if 0 <= index < len(self.names) else str(index)
+
+    def _column(self, col: int, classes: np.ndarray, probs: np.ndarray) -> None:
+        for row in range(5):
+            if row >= len(classes):
+                self.setItem(row, col, QTableWidgetItem(""))
+                self.setItem(row, col + 1, QTableWidgetItem(""))
+                continue
+            c = int(classes[row])
+            for offset, text in ((0, f"{c}: {self._name(c)}"), (1, f"{float(probs[row]):.3f}")):
+                item = QTableWidgetItem(text)
+                if c == self.label:
+                    item.setForeground(QBrush(QColor("#e07000")))
+                self.setItem(row, col + offset, item)
+
+
+class SearchTable(QTableWidget):
+    """One row per outer search step: lambda, success, d2,0, stop iteration; the chosen step in bold."""
+
+    COLUMNS = ["step", "λ", "success", "d₂,₀", "stop j", ""]
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        _setup(self, self.COLUMNS)
+
+    def set_summaries(self, summaries: list[StepSummary], image: int = 0) -> None:
+        self.setRowCount(len(summaries))
+        for row, s in enumerate(summaries):
+            ok = bool(s.success[image])
+            chosen = bool(s.chosen[image])
+            d20 = int(s.d20[image])
+            stop = int(s.stop_iteration[image])
+            _fill_row(self, row, [str(s.step), f"{float(s.lambda_b[image]):.3g}", "yes" if ok else "no",
+                                  str(d20) if d20 >= 0 else "–", str(stop) if stop >= 0 else "–",
+                                  "★ chosen" if chosen else ""],
+                      bold=chosen, colour="#2ca02c" if ok else None)
