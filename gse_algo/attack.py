@@ -142,9 +142,7 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
         raise ValueError(f"labels must be class indices in [0, {logits0.shape[1] - 1}]")
     grad0 = net.gradient(logits0, y, leaf0)  # the gradient at delta = 0, shared by lambda_0 and every search step
     logits0 = logits0.detach()
-    state = _SearchState(x, lambda_zero(grad0, p.sigma))
-    clean_pred = logits0.argmax(1)
-    best_pred = clean_pred.clone()
+    state = _SearchState(x, lambda_zero(grad0, p.sigma), logits0.argmax(1))
     steps: list[StepRecord] = []
 
     for step in range(p.search_steps):
@@ -155,13 +153,11 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
             sigma_b = torch.where(never, sigma_b * SIGMA_BOOST, sigma_b)
         inner = _inner_loop(net, x, y, p, step, lam_b, sigma_b, (logits0, grad0), trace, bounds)
         outcome = yield from inner
-        record = state.update(step, outcome, sigma_b, p.search_factor)
-        best_pred = torch.where(torch.from_numpy(record.improved.copy()).to(x.device), outcome.pred, best_pred)
-        steps.append(record)
+        steps.append(state.update(step, outcome, sigma_b, p.search_factor))
 
     x_adv = state.best
     return GSEResult(
-        x_adv=x_adv, delta=x_adv - x, success=state.chosen >= 0, adv_pred=best_pred.cpu().numpy(),
+        x_adv=x_adv, delta=x_adv - x, success=state.chosen >= 0, adv_pred=state.best_pred.cpu().numpy(),
         chosen_step=state.chosen, lambda0=state.lambda0.cpu().numpy(), steps=tuple(steps),
         n_forward_backward=net.n_forward_backward, n_forward=net.n_forward, time_s=time.perf_counter() - start)
 
@@ -177,7 +173,7 @@ class _StepOutcome:
 class _SearchState:
     """Outer lambda search per image (spec 1.6): bounds, latest and best success, chosen step."""
 
-    def __init__(self, x: torch.Tensor, lambda0: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor, lambda0: torch.Tensor, clean_pred: torch.Tensor) -> None:
         n = x.shape[0]
         self.x = x
         self.lambda0 = lambda0
@@ -188,6 +184,7 @@ class _SearchState:
         self.best = x.clone()  # 'result2': the success with the smallest d_{2,0}
         self.best_d20 = torch.full((n,), math.inf, dtype=torch.float64, device=x.device)
         self.chosen = np.full(n, -1, dtype=np.int64)
+        self.best_pred = clean_pred  # the class at 'best' (the clean class until a success)
 
     def update(self, step: int, outcome: _StepOutcome, sigma_b: torch.Tensor, factor: float) -> StepRecord:
         lam_b = self.lam.clone()
@@ -197,6 +194,7 @@ class _SearchState:
         improved = ok & (d < self.best_d20)  # strict <: the earlier step wins a tie (pitfall 11)
         self.best_d20 = torch.where(improved, d, self.best_d20)
         self.best = torch.where(improved[:, None, None, None], outcome.x_adv, self.best)
+        self.best_pred = torch.where(improved, outcome.pred, self.best_pred)
         self.chosen[improved.cpu().numpy()] = step
         # failure: ub = lambda, lambda = 0.9 lb + 0.1 lambda; success: lb = lambda, lambda x2 or bisect
         grown = torch.where(torch.isinf(self.ub), self.lam * factor, (self.ub + self.lam) / 2)
