@@ -218,36 +218,12 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
                              metadata=info)
     if panels:
         data = figures.FigureData(x=record["x"], x_adv=record["x_adv"], mask=mask, lambda_map=record["lambda_map"],
-                                  cam=arrays.get("cam"), captions=captions(m, args.cam, record["lambda_map"]),
-                                  title=_title(m))
+                                  cam=arrays.get("cam"),
+                                  captions=figures.run_captions(m, args.cam, record["lambda_map"]),
+                                  title=figures.run_title(m))
         fig = figures.composite_figure(data, panels)
         figures.save_figure(fig, folder / "figure.png", dpi=args.dpi, metadata=info)
         figures.save_figure(fig, folder / "figure.svg", metadata=info)
-
-
-def _class(entry: dict) -> str:
-    return f"{entry['name']} ({entry['index']}), p = {entry['probability']:.2f}"
-
-
-def _title(m: dict) -> str:
-    goal = f"targeted at {m['target']['name']}" if m["targeted"] else "untargeted"
-    outcome = "success" if m["success"] else "failed"
-    return f"GSE on {Path(m['image']).name}: {m['model']}, {goal}, preset {m['preset']} — {outcome}"
-
-
-def captions(m: dict, cam_method: str, lambda_map: np.ndarray) -> dict[str, str]:
-    """Panel captions: classes, metrics in [0,1] units, where the lambda map comes from."""
-    is70 = m["interpretability_score"]["70"]
-    shown = m["figure_iterate"]
-    return {
-        "original": _class(m["clean"]),
-        "adversarial": _class(m["adversarial"]) + f"\n8-bit PNG still fools: {'yes' if m['fools_at_8bit'] else 'no'}",
-        "perturbation": f"l2 = {m['l2']:.3g} ([0,1] units)\nstrongest channel, colour ~ sqrt",
-        "mask": f"ACP = {m['acp']} px, ANC = {m['anc']}\nd2,0 = {m['d20']}",
-        "lambda": f"search step {shown['step']}, iteration {shown['iteration']}"
-                  + ("\ngrey: +inf" if np.isinf(lambda_map).any() else ""),
-        "cam": f"{cam_method} of {m['clean']['name']}\nIS(70) = {is70:.2f}" if is70 == is70 else cam_method,
-    }
 
 
 def format_table(rows: list[tuple[str, dict, Path]]) -> str:

@@ -271,3 +271,29 @@ def frame_strip(frames: Sequence[np.ndarray], labels: Sequence[str] = (), *, col
             if index < len(labels):
                 ax.set_title(labels[index], fontsize=8)
     return fig
+
+
+def _class(entry: dict) -> str:
+    return f"{entry['name']} ({entry['index']}), p = {entry['probability']:.2f}"
+
+
+def run_title(m: dict) -> str:
+    """Figure title from a run's metrics record (the metrics.json of gse-attack)."""
+    goal = f"targeted at {m['target']['name']}" if m["targeted"] else "untargeted"
+    outcome = "success" if m["success"] else "failed"
+    return f"GSE on {Path(m['image']).name}: {m['model']}, {goal}, preset {m['preset']} — {outcome}"
+
+
+def run_captions(m: dict, cam_method: str, lambda_map: np.ndarray) -> dict[str, str]:
+    """Panel captions from a run's metrics record: classes, metrics in [0,1] units, where the lambda map comes from."""
+    is70 = m["interpretability_score"]["70"]
+    shown = m["figure_iterate"]
+    return {
+        "original": _class(m["clean"]),
+        "adversarial": _class(m["adversarial"]) + f"\n8-bit PNG still fools: {'yes' if m['fools_at_8bit'] else 'no'}",
+        "perturbation": f"l2 = {m['l2']:.3g} ([0,1] units)\nstrongest channel, colour ~ sqrt",
+        "mask": f"ACP = {m['acp']} px, ANC = {m['anc']}\nd2,0 = {m['d20']}",
+        "lambda": f"search step {shown['step']}, iteration {shown['iteration']}"
+                  + ("\ngrey: +inf" if np.isinf(lambda_map).any() else ""),
+        "cam": f"{cam_method} of {m['clean']['name']}\nIS(70) = {is70:.2f}" if is70 == is70 else cam_method,
+    }

@@ -10,7 +10,8 @@ Storage per snapshot (see `RunHistory.nbytes`):
   lambda / q^k reaches (1e30 would overflow a plain float16); the cost is ~0.1-1 % relative precision in
   lambda, plenty for a colour map and a hover readout;
 - frozen region: np.packbits of the bool mask, shared while it does not change (it is fixed within a step);
-- the per-image scalars (margin, losses, top-5, ...) as they come, plus ACP and ANC computed once here.
+- the per-image scalars (margin, losses, top-5, ...) as they come, plus the `derived` metrics (ACP, ANC, d2,0),
+  which the worker computes before handing a snapshot over, so the GUI thread does not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,21 @@ from gse_algo import metrics
 from gse_algo.snapshot import GSEResult, Snapshot, StepRecord
 
 SERIES = ("cw_loss", "l2", "acp", "anc", "margin")
+
+
+def derived(snap: Snapshot) -> dict[str, np.ndarray]:
+    """Per-image metrics of one snapshot beyond the engine's scalars: acp, anc, and d20 (-1 where not succeeded).
+
+    d2,0 is only needed for a step's success (the outer search table), so it is only computed there.
+    """
+    mask = snap.delta.mask()
+    success = np.asarray(snap.success, dtype=bool)
+    d20 = np.full(len(mask), -1, dtype=np.int64)
+    if success.any():
+        d20[success] = metrics.d20(mask[success][:, None]).numpy()
+    return {"acp": mask.reshape(len(mask), -1).sum(axis=1),
+            "anc": np.array([ndimage.label(m)[1] for m in mask]),  # 4-connected clusters, as metrics.anc
+            "d20": d20}
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class Frame:
     l2: np.ndarray
     acp: np.ndarray
     anc: np.ndarray
+    d20: np.ndarray  # -1 where the image has not succeeded
     pred: np.ndarray
     top_classes: np.ndarray
     top_probs: np.ndarray
@@ -85,22 +102,20 @@ class RunHistory:
         self._last_frozen_src: np.ndarray | None = None
         self._last_frozen: np.ndarray | None = None
         self._last_pixels: np.ndarray | None = None
+        self._decoded_lambda: tuple[np.ndarray, np.ndarray] | None = None  # (stored float16, its float32)
         self.result: GSEResult | None = None
 
     # -- writing ---------------------------------------------------------------------------------------------
-    def add(self, snap: Snapshot) -> None:
-        """Store one snapshot (steps and iterations must arrive in the engine's order)."""
+    def add(self, snap: Snapshot, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Store one snapshot (in the engine's order); `extra` is `derived(snap)` when the caller has it."""
         self._shape = snap.delta.shape
-        b, _, h, w = snap.delta.shape
         pixels = snap.delta.pixels.astype(np.int32)
         if self._last_pixels is not None and np.array_equal(pixels, self._last_pixels):
             pixels = self._last_pixels
         self._last_pixels = pixels
-        mask = snap.delta.mask()
         scalars = {name: np.array(getattr(snap, name)) for name in
                    ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_probs", "success", "active")}
-        scalars["acp"] = mask.reshape(b, -1).sum(axis=1)
-        scalars["anc"] = np.array([ndimage.label(m)[1] for m in mask])  # 4-connected clusters, as metrics.anc
+        scalars.update(extra if extra is not None else derived(snap))
         packed = _Packed(snap.step, snap.iteration, snap.phase, pixels, snap.delta.values,
                          self._lambda(snap.lambda_map), self._frozen(snap.frozen), scalars)
         self._steps.setdefault(snap.step, []).append(packed)
@@ -144,7 +159,11 @@ class RunHistory:
         return step, len(self._steps[step]) - 1
 
     def frame(self, step: int, index: int) -> Frame:
-        """The decoded snapshot number `index` (= iteration) of search step `step`."""
+        """The decoded snapshot number `index` (= iteration) of search step `step`.
+
+        Frames that share a stored lambda map share one read-only float32 `log10_lambda` array, so a view can
+        tell by identity that the map did not change.
+        """
         p = self._steps[step][index]
         b, c, h, w = self._shape
         flat = np.zeros((b * h * w, c), dtype=np.float32)
@@ -156,8 +175,12 @@ class RunHistory:
             frozen = np.zeros((b, h, w), dtype=bool)
         else:
             frozen = np.unpackbits(p.frozen_bits, count=b * h * w).astype(bool).reshape(b, h, w)
-        return Frame(p.step, p.iteration, p.phase, delta, mask.reshape(b, h, w), frozen,
-                     p.log_lambda.astype(np.float32), **p.scalars)
+        if self._decoded_lambda is None or self._decoded_lambda[0] is not p.log_lambda:
+            decoded = p.log_lambda.astype(np.float32)
+            decoded.flags.writeable = False
+            self._decoded_lambda = (p.log_lambda, decoded)
+        return Frame(p.step, p.iteration, p.phase, delta, mask.reshape(b, h, w), frozen, self._decoded_lambda[1],
+                     **p.scalars)
 
     def series(self, step: int, name: str, image: int = 0) -> np.ndarray:
         """One of SERIES against the iteration within `step`, for one image."""
@@ -175,9 +198,8 @@ class RunHistory:
                 out.append(StepSummary(step, r.lambda_b, r.success, r.d20, r.stop_iteration, chosen))
                 continue
             success = last.scalars["success"]
-            d20 = metrics.d20(self.frame(step, len(self._steps[step]) - 1).mask[:, None]).numpy()
             stop = np.where(success, last.iteration, -1)
-            out.append(StepSummary(step, last.scalars["lambda_b"], success, np.where(success, d20, -1), stop, chosen))
+            out.append(StepSummary(step, last.scalars["lambda_b"], success, last.scalars["d20"], stop, chosen))
         return out
 
     def nbytes(self) -> int:
@@ -199,3 +221,91 @@ class RunHistory:
             for a in packed.scalars.values():
                 count(a)
         return total
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every snapshot as plain numeric arrays (saved without pickle); `from_arrays` rebuilds an equal history.
+        Supports, lambda maps and frozen regions are written once per change, as they are kept in memory."""
+        keys = [(step, j) for step in self.steps for j in range(self.n_iterations(step))]
+        if not keys:
+            return {"shape": np.zeros(0, np.int64)}
+        b, c, h, w = self._shape
+        supports, values, lambdas, frozens = [], [], [], []
+        index: dict[str, list[int]] = {"support": [], "lambda": [], "frozen": []}
+        phases = []
+        scalars: dict[str, list[np.ndarray]] = {}
+        for step, j in keys:
+            f = self.frame(step, j)
+            pixels = np.flatnonzero(f.mask).astype(np.int32)
+            if not supports or not np.array_equal(pixels, supports[-1]):
+                supports.append(pixels)
+            values.append(f.delta.transpose(0, 2, 3, 1).reshape(-1, c)[pixels])
+            log_lambda = f.log10_lambda.astype(np.float16)
+            if not lambdas or not np.array_equal(log_lambda, lambdas[-1], equal_nan=True):
+                lambdas.append(log_lambda)
+            if f.phase == 2:
+                bits = np.packbits(f.frozen)
+                if not frozens or not np.array_equal(bits, frozens[-1]):
+                    frozens.append(bits)
+            phases.append(f.phase)
+            index["support"].append(len(supports) - 1)
+            index["lambda"].append(len(lambdas) - 1)
+            index["frozen"].append(len(frozens) - 1 if f.phase == 2 else -1)
+            for name in ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_probs", "success",
+                         "active"):
+                scalars.setdefault(name, []).append(getattr(f, name))
+        frozen_bits = np.stack(frozens) if frozens else np.zeros((0, (b * h * w + 7) // 8), np.uint8)
+        return {"shape": np.array([b, c, h, w], np.int64),
+                "step": np.array([k[0] for k in keys], np.int32), "iteration": np.array([k[1] for k in keys], np.int32),
+                "phase": np.array(phases, np.int8),
+                **{name: np.array(v, np.int32) for name, v in index.items()},
+                "support_sizes": np.array([len(s) for s in supports], np.int64),
+                "support_pixels": np.concatenate(supports), "values": np.concatenate(values),
+                "log10_lambda": np.stack(lambdas), "frozen_bits": frozen_bits,
+                **{f"scalar_{name}": np.stack(v) for name, v in scalars.items()}}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "RunHistory":
+        """The history that `to_arrays` described; KeyError / ValueError / IndexError for inconsistent arrays."""
+        from gse_algo.snapshot import SparseDelta
+
+        history = cls()
+        shape = tuple(int(v) for v in arrays["shape"])
+        if not shape:
+            return history
+        if len(shape) != 4 or min(shape) < 1:
+            raise ValueError(f"bad trace shape {shape}")
+        b, c, h, w = shape
+        n = len(arrays["step"])
+        ends = np.cumsum(arrays["support_sizes"])
+        supports = np.split(arrays["support_pixels"].astype(np.int64), ends[:-1])
+        if ends[-1] != len(arrays["support_pixels"]) or any(s.size and (s.min() < 0 or s.max() >= b * h * w)
+                                                            for s in supports):
+            raise ValueError("the trace's supports do not fit its shape")
+        lambdas = [10.0 ** m.astype(np.float64) for m in arrays["log10_lambda"]]  # log10 -> float16 gives m back
+        frozens = [np.unpackbits(bits, count=b * h * w).astype(bool).reshape(b, h, w) for bits in arrays["frozen_bits"]]
+        if any(m.shape != (b, h, w) for m in lambdas) or arrays["frozen_bits"].shape[1:] != ((b * h * w + 7) // 8,):
+            raise ValueError("the trace's lambda maps or frozen regions do not fit its shape")
+        scalars = {k[len("scalar_"):]: v for k, v in arrays.items() if k.startswith("scalar_")}
+        if any(len(v) != n or v.shape[1:2] != (b,) for v in scalars.values()):
+            raise ValueError("the trace's per-iteration values do not match its snapshots")
+
+        def pick(items: list, i: int, what: str):
+            if not 0 <= i < len(items):
+                raise IndexError(f"snapshot refers to {what} {i} of {len(items)}")
+            return items[i]
+
+        values, offset = arrays["values"], 0
+        unknown = np.full(b, np.nan)  # sigma_b and l2_term: not kept by the history
+        for k in range(n):
+            pixels = pick(supports, int(arrays["support"][k]), "support")
+            vals = values[offset:offset + len(pixels)]
+            offset += len(pixels)
+            if vals.shape != (len(pixels), c):
+                raise ValueError("the trace's perturbation values do not match its supports")
+            frozen = None if arrays["frozen"][k] < 0 else pick(frozens, int(arrays["frozen"][k]), "frozen region")
+            history.add(Snapshot(int(arrays["step"][k]), int(arrays["iteration"][k]), int(arrays["phase"][k]),
+                                 SparseDelta(shape, pixels, vals), pick(lambdas, int(arrays["lambda"][k]), "lambda map"),
+                                 frozen, sigma_b=unknown, l2_term=unknown, **{name: v[k] for name, v in scalars.items()}))
+        if offset != len(values):
+            raise ValueError("the trace holds more perturbation values than its supports")
+        return history

@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from gse_algo.images import DEFAULT_IMAGE, ImageError, example_images, read_image
 from gse_algo.models import DEFAULT_MODEL
+from gse_desktop.export import FileActions
 from gse_desktop.history import SERIES, RunHistory
+from gse_desktop.jobs import ModelJobs
+from gse_desktop.panels.cam_panel import CamPanel, RunInfo
 from gse_desktop.panels.controls import ControlsPanel
 from gse_desktop.panels.image_views import ImageViews
 from gse_desktop.panels.plots import MetricPlots
@@ -52,6 +55,7 @@ class MainWindow(QMainWindow):
         self._started = 0.0
         self._build()
         self._wire()
+        self.files = FileActions(self)  # File menu: sessions and exports
         self._restore(image, model, target)
 
     # -- layout --------------------------------------------------------------------------------------------------
@@ -72,7 +76,12 @@ class MainWindow(QMainWindow):
         tables.addWidget(self.top_table)
         tables.addWidget(self.search_table)
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(self.plots)
+        self.cam_jobs = ModelJobs(self.controller.model_lock, self)  # CAMs and IS, never during a run
+        self.cam_panel = CamPanel(self.cam_jobs, self.views)
+        self.bottom_tabs = QTabWidget()
+        self.bottom_tabs.addTab(self.plots, "Metrics")
+        self.bottom_tabs.addTab(self.cam_panel, "CAM comparison")
+        bottom.addWidget(self.bottom_tabs)
         bottom.addWidget(tables)
         bottom.setSizes([760, 420])
         right = QSplitter(Qt.Orientation.Vertical)
@@ -120,6 +129,8 @@ class MainWindow(QMainWindow):
         ctl.finished.connect(self._on_finished)
         ctl.failed.connect(self._on_failed)
         ctl.idle.connect(lambda: c.set_running(False))
+        ctl.idle.connect(lambda: QTimer.singleShot(0, self._cam_after_run))  # after a restart's new run began
+        self.cam_panel.status.connect(self.message.setText)
         self.views.hovered.connect(self.readout.setText)
         self.timeline.moved.connect(self.show_snapshot)
         self.timeline.follow.toggled.connect(lambda on: self._redraw() if on else None)
@@ -182,6 +193,7 @@ class MainWindow(QMainWindow):
         self.prepared = None
         self.history = RunHistory()
         self.views.show_original(rgb)
+        self.cam_panel.reset()
         self.controls.set_image_path(self.image_path)
         recent = [self.image_path] + [p for p in self._recent() if p != self.image_path]
         self.settings.setValue("recent", recent[:MAX_RECENT])
@@ -223,6 +235,7 @@ class MainWindow(QMainWindow):
         self.plots.set_series({name: np.zeros(0) for name in SERIES})
         self.progress.setRange(0, params.iters * params.search_steps)
         self.progress.setValue(0)
+        self.cam_panel.reset()  # cancels any CAM job: the model is the attack's from now on
         self.controller.start(request)
         self._started = time.perf_counter()
         c.set_running(True)
@@ -257,15 +270,15 @@ class MainWindow(QMainWindow):
         self.views.show_original(p.image)
         self.controls.set_class_names(p.model.class_names)
         self.top_table.set_before(p.top_classes, p.top_probs, p.model.class_names, p.label)
-        self.plots.set_phase_boundary(p.params.k_hat)
+        self.plots.set_phase_boundary(p.params.k_hat, p.params.iters)
         self.progress.setRange(0, p.params.iters * p.params.search_steps)
         mode = f"target {p.label} ({p.model.class_names[p.label]})" if p.targeted else "untargeted"
         self.model_label.setText(f" {p.model.name} ")
         self.message.setText(f"running GSE, {mode}")
 
     @Slot(object)
-    def _on_snapshot(self, snap) -> None:
-        self.history.add(snap)
+    def _on_snapshot(self, payload) -> None:
+        self.history.add(*payload)  # (snapshot, its derived metrics, computed in the worker)
         self._dirty = True
 
     @Slot(object)
@@ -288,6 +301,19 @@ class MainWindow(QMainWindow):
                    if result.success[0] else "no adversarial example found")
         self.message.setText(f"done in {time.perf_counter() - self._started:.1f} s — {outcome}")
         self.progress.setValue(self.progress.maximum())
+
+    def _cam_after_run(self) -> None:
+        """A run has ended (finished or stopped): hand it to the CAM panel, whose jobs wait for the model."""
+        latest = self.history.latest()
+        if self.controller.running or self.prepared is None or latest is None:
+            return
+        p, result = self.prepared, self.history.result
+        last = self.history.frame(*latest)
+        adv = int(result.adv_pred[0]) if result is not None else int(last.pred[0])
+        self.cam_panel.start(RunInfo(p.model, p.image, self.history, p.clean_class, adv,
+                                     p.label if p.targeted else None, result.delta if result else last.delta))
+        if self.views.frame is not None:
+            self.cam_panel.show_frame(self.views.frame)
 
     @Slot(str)
     def _on_failed(self, text: str) -> None:
@@ -312,15 +338,16 @@ class MainWindow(QMainWindow):
         self._dirty = False
 
     def _update_progress(self, latest: tuple[int, int]) -> None:
-        done = len(self.history)
-        self.progress.setValue(done)
         if not self.controller.running:
             return
         step, index = latest
+        params = self.prepared.params if self.prepared else None
+        # a search step that stops early skips its remaining iterations: progress counts (step, iteration) slots
+        done = step * params.iters + index + 1 if params else len(self.history)
+        self.progress.setValue(done)
         elapsed = time.perf_counter() - self._started
         busy = max(self.controller.active_seconds, 1e-9)
         left = busy / done * (self.progress.maximum() - done) if done else float("nan")
-        params = self.prepared.params if self.prepared else None
         total_steps = params.search_steps if params else "?"
         iters = params.iters if params else "?"
         phase = 1 if params and index < params.k_hat else 2
@@ -334,12 +361,26 @@ class MainWindow(QMainWindow):
             return
         frame = self.history.frame(step, index)
         self.views.show_frame(frame)
+        self.cam_panel.show_frame(frame)
         self.top_table.set_now(frame.top_classes[0], frame.top_probs[0])
         if step != self._plotted_step or self.controller.running:
             self.plots.set_series({name: self.history.series(step, name) for name in SERIES})
             self._plotted_step = step
         self.plots.set_cursor(index)
         self.timeline.set_position(step, index, frame.phase)
+
+    def show_history(self, history: RunHistory) -> None:
+        """Show a finished run that did not come from the worker (a reopened session) at its chosen or last step."""
+        self.history = history
+        self._plotted_step, self._n_steps_shown = None, -1
+        result = history.result
+        chosen = int(result.chosen_step[0]) if result is not None else -1
+        self.timeline.chosen_step = chosen if chosen >= 0 else None
+        self.timeline.follow.setChecked(False)
+        self.progress.setRange(0, len(history))
+        self._redraw()
+        step = chosen if chosen >= 0 else history.latest()[0]
+        self.show_snapshot(step, history.n_iterations(step) - 1)
 
     # -- settings and closing ------------------------------------------------------------------------------------
     def _save_settings(self) -> None:
@@ -354,4 +395,5 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self.redraw_timer.stop()
         self.controller.stop()
+        self.cam_jobs.cancel()
         event.accept()

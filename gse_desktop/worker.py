@@ -1,7 +1,8 @@
 """The only place where the engine meets a thread: a QObject worker on a QThread, and the controller that owns it.
 
 The worker loads the model (cached between runs), reads the image, then drives `iterate_gse` and hands over every
-snapshot (already CPU NumPy copies) tagged with the run id. Stop and pause are plain threading.Events checked at
+snapshot (already CPU NumPy copies) with its derived metrics (ACP, ANC, d2,0: computed here, not in the GUI thread),
+tagged with the run id. Stop and pause are plain threading.Events checked at
 each iteration boundary, so they act without the worker's event loop. Closing the generator stops the engine.
 """
 
@@ -20,14 +21,14 @@ import torch
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from gse_algo.params import GSEParams, PRESETS
+from gse_desktop.history import derived
 
 Loader = Callable[[str, str], object]  # (model spec, device) -> LoadedModel
 
 
 def default_threads() -> int:
-    """Torch threads for the attack: all cores but one for the GUI when there are more than two."""
-    cores = os.cpu_count() or 1
-    return cores - 1 if cores > 2 else cores
+    """Torch threads for the attack: all cores but one, which the GUI keeps (it stays responsive during a run)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def auto_preset(input_size: tuple[int, int]) -> str:
@@ -67,10 +68,12 @@ class AttackWorker(QObject):
 
     Events are pulled by the controller's GUI-thread timer instead of crossing threads as queued signals with
     Python payloads (PySide6 6.8+ has had reference-count bugs there, PYSIDE-3124); kinds: status, prepared,
-    snapshot, finished (GSEResult or None when stopped), failed (a one-line message).
+    snapshot ((Snapshot, history.derived(snapshot))), finished (GSEResult or None when stopped), failed (a one-line
+    message).
     """
 
-    def __init__(self, run_id: int, request: RunRequest, loader: Loader, model: object | None = None) -> None:
+    def __init__(self, run_id: int, request: RunRequest, loader: Loader, model: object | None = None,
+                 model_lock: threading.Lock | None = None) -> None:
         super().__init__()  # no parent: moveToThread would fail silently with one
         self.run_id = run_id
         self.request = request
@@ -81,7 +84,8 @@ class AttackWorker(QObject):
         self.resume_event = threading.Event()
         self.resume_event.set()
         self.step_once = False
-        self.active_seconds = 0.0  # time spent inside the engine (excludes pauses)
+        self.active_seconds = 0.0  # from the first iteration to the result, pauses excluded
+        self.model_lock = model_lock or threading.Lock()  # held for the whole run: no CAM job meanwhile
 
     # -- called from the GUI thread -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -109,7 +113,8 @@ class AttackWorker(QObject):
         torch.set_grad_enabled(True)  # grad mode and the thread count are per thread
         torch.set_num_threads(max(1, self.request.threads))
         try:
-            self._run()
+            with self.model_lock:
+                self._run()
         except Exception as exc:  # every engine/model/image error becomes a message, never a crash
             traceback.print_exc()
             self._emit("failed", f"{type(exc).__name__}: {exc}")
@@ -147,18 +152,19 @@ class AttackWorker(QObject):
             return
         run = iterate_gse(model.model, x, torch.tensor([label], device=device), targeted=targeted, params=params,
                           trace=True)
-        started = time.perf_counter()
         try:
-            for snap in run:
+            while not self.stop_event.is_set():
+                started = time.perf_counter()
+                snap = next(run, None)
+                if snap is not None:
+                    self._emit("snapshot", (snap, derived(snap)))
                 self.active_seconds += time.perf_counter() - started
-                self._emit("snapshot", snap)
+                if snap is None:
+                    break
                 if self.step_once:
                     self.step_once = False
                     self.resume_event.clear()
                 self.resume_event.wait()
-                if self.stop_event.is_set():
-                    break
-                started = time.perf_counter()
         finally:
             run.close()
         self._emit("finished", None if self.stop_event.is_set() else run.result)
@@ -185,6 +191,7 @@ class RunController(QObject):
         self.run_id = 0
         self.worker: AttackWorker | None = None
         self._cache: tuple[tuple[str, str], object] | None = None
+        self.model_lock = threading.Lock()  # one user of a model at a time: a run or a CAM job (gse_desktop.jobs)
         self._alive: dict[QThread, AttackWorker] = {}  # keeps stopping workers and threads alive until they end
         self._timer = QTimer(self, interval=self.POLL_MS)
         self._timer.timeout.connect(self.poll)
@@ -199,7 +206,7 @@ class RunController(QObject):
         self.run_id += 1
         key = (request.model_spec, request.device)
         cached = self._cache[1] if self._cache and self._cache[0] == key else None
-        worker = AttackWorker(self.run_id, request, self.loader, cached)
+        worker = AttackWorker(self.run_id, request, self.loader, cached, self.model_lock)
         thread = QThread()
         worker.moveToThread(thread)
         thread.started.connect(worker.run)  # both live in the new thread: a direct call, no payload

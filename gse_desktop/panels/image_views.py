@@ -61,7 +61,8 @@ class ImageViews(pg.GraphicsLayoutWidget):
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
         self.original: np.ndarray | None = None
-        self.frame: Frame | None = None
+        self.frame: Frame | None = None  # the shown one
+        self._image = 0  # the batch index it shows
         self.scene().sigMouseMoved.connect(self._mouse_moved)
 
     def show_original(self, rgb: np.ndarray) -> None:
@@ -86,23 +87,33 @@ class ImageViews(pg.GraphicsLayoutWidget):
                 plot.vb.setRange(QRectF(0, 0, w, h), padding=0.02)
 
     def show_frame(self, frame: Frame, image: int = 0) -> None:
-        """Draw one decoded snapshot (image `image` of the batch)."""
+        """Draw one decoded snapshot (image `image` of the batch); the mask and lambda views only when they changed."""
         if self.original is None or frame.delta.shape[-2:] != self.original.shape[:2]:
             return
-        self.frame = frame
+        shown, self.frame = self.frame, frame
+        same_image = shown is not None and self._image == image
+        self._image = image
         delta = frame.delta[image].transpose(1, 2, 0)
         self.items["adversarial"].setImage(np.clip(self.original + delta, 0, 1), levels=(0, 1))
         signed = delta.mean(axis=2)
         bound = float(np.abs(signed).max()) or 1e-3
         self.items["perturbation"].setImage(signed, autoLevels=False)
         self.delta_bar.setLevels((-bound, bound))
-        mask = np.empty(signed.shape + (3,), np.uint8)
+        if not (same_image and np.array_equal(shown.mask[image], frame.mask[image])
+                and np.array_equal(shown.frozen[image], frame.frozen[image])):
+            self._show_mask(frame, image)
+        if not (same_image and shown.log10_lambda is frame.log10_lambda):  # shared while lambda is unchanged
+            self._show_lambda(frame.log10_lambda[image])
+
+    def _show_mask(self, frame: Frame, image: int) -> None:
+        mask = np.empty(frame.mask.shape[1:] + (3,), np.uint8)
         mask[:] = FREE
         mask[frame.frozen[image]] = FROZEN
         mask[frame.mask[image]] = SUPPORT
         self.items["mask"].setImage(mask, levels=(0, 255))
         self.plots["mask"].setTitle(TITLES["mask"] + f"  ({int(frame.acp[image])} px)")
-        log_lam = frame.log10_lambda[image]
+
+    def _show_lambda(self, log_lam: np.ndarray) -> None:
         finite = log_lam[np.isfinite(log_lam)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         high = high if high > low else low + 1e-3

@@ -1,4 +1,8 @@
-"""Metrics against the iteration of the shown search step, with a cursor at the shown iteration."""
+"""Metrics against the iteration of the shown search step, with a cursor at the shown iteration.
+
+Cheap to update live: the x axis spans the step's iterations from the start (it does not redraw as a run grows)
+and there is no grid (pyqtgraph draws a grid as part of the axes, which then repaint the whole plot area).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ COLOURS = {"cw_loss": "#ff7f0e", "l2": "#1f77b4", "acp": "#2ca02c", "anc": "#946
 
 
 class MetricPlots(pg.GraphicsLayoutWidget):
-    """One small plot per series in SERIES; x axes linked."""
+    """One small plot per series in SERIES; x axes linked and fixed to [0, max(iterations, points) - 1]."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -21,16 +25,19 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.cursors: list[pg.InfiniteLine] = []
         self.boundaries: list[pg.InfiniteLine] = []
+        self.plots: list[pg.PlotItem] = []
+        self.iterations = 0  # of a search step in the current run, 0 when unknown
+        self._x_span = -1
         first = None
         for name in SERIES:
             plot = self.addPlot(title=LABELS[name])
-            plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setMenuEnabled(False)
             plot.getAxis("left").setWidth(40)
             if first is None:
                 first = plot
             else:
                 plot.setXLink(first)
+            self.plots.append(plot)
             self.curves[name] = plot.plot(pen=pg.mkPen(COLOURS[name], width=2))
             boundary = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888888", style=pg.QtCore.Qt.PenStyle.DashLine))
             cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffffff", width=1))
@@ -42,16 +49,25 @@ class MetricPlots(pg.GraphicsLayoutWidget):
                 plot.addItem(pg.InfiniteLine(angle=0, pos=0, pen=pg.mkPen("#888888")))
 
     def set_series(self, series: dict[str, np.ndarray]) -> None:
+        n = max((len(v) for v in series.values()), default=0)
+        self._set_x_span(max(n, self.iterations, 2) - 1)
         for name, values in series.items():
             few = len(values) < 3  # a lone point needs a symbol to be seen
             self.curves[name].setData(np.arange(len(values)), values, symbol="o" if few else None, symbolSize=6,
                                       symbolBrush=COLOURS[name])
 
+    def _set_x_span(self, span: int) -> None:
+        if span != self._x_span:
+            self._x_span = span
+            for plot in self.plots:  # each one: a fixed range switches that plot's x auto-range off
+                plot.setXRange(0, span, padding=0.02)
+
     def set_cursor(self, iteration: int) -> None:
         for line in self.cursors:
             line.setPos(iteration)
 
-    def set_phase_boundary(self, k_hat: int) -> None:
-        """Dashed line where phase 2 starts (the support freezes)."""
+    def set_phase_boundary(self, k_hat: int, iterations: int = 0) -> None:
+        """Dashed line where phase 2 starts (the support freezes); `iterations` per search step fixes the x axis."""
+        self.iterations = iterations
         for line in self.boundaries:
             line.setPos(k_hat)

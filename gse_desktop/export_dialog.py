@@ -1,0 +1,186 @@
+"""The File menu, its toolbar and the option dialogs of the exports; the work is done by gse_desktop.export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
+                               QFormLayout, QListWidget, QListWidgetItem, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
+
+from gse_algo import figures
+from gse_desktop.export import CHOSEN, SHOWN
+from gse_desktop.session import SUFFIX
+
+SESSION_FILTER = f"GSE sessions (*{SUFFIX});;All files (*)"
+
+
+def build_menu(actions) -> None:
+    """File menu (and a toolbar with the common entries) for a FileActions object."""
+    w = actions.window
+    menu = w.menuBar().addMenu("&File")
+
+    def add(target, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, w)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        target.addAction(action)
+        return action
+
+    open_image = add(menu, "Open image…", w.controls._browse_image, QKeySequence.StandardKey.Open)
+    open_session = add(menu, "Open session…", lambda: _open_session(actions), "Ctrl+Shift+O")
+    save_session = add(menu, "Save session…", lambda: _save_session(actions), QKeySequence.StandardKey.Save)
+    menu.addSeparator()
+    sub = menu.addMenu("Export")
+    add(sub, "Current view as PNG/SVG…", lambda: _export_view(actions))
+    figure = add(sub, "Composite figure…", lambda: _export_figure(actions), "Ctrl+E")
+    add(sub, "Animation (GIF) / frame strip…", lambda: _export_animation(actions))
+    add(sub, "Data (adversarial PNG 16-bit + arrays .npz + metrics .json)…", lambda: _export_data(actions))
+    menu.addSeparator()
+    add(menu, "Quit", w.close, QKeySequence.StandardKey.Quit)
+    bar = w.addToolBar("File")
+    bar.setObjectName("file_toolbar")
+    for action in (open_image, open_session, save_session, figure):
+        bar.addAction(action)
+
+
+def _save_path(parent: QWidget, title: str, name: str, filters: str) -> str:
+    path, chosen = QFileDialog.getSaveFileName(parent, title, name, filters)
+    if path and not Path(path).suffix:  # the filter's first pattern gives the suffix
+        path += chosen.split("(*")[1].split()[0].rstrip(")") if "(*" in chosen else ""
+    return path
+
+
+def _open_session(actions) -> None:
+    path, _ = QFileDialog.getOpenFileName(actions.window, "Open session", "", SESSION_FILTER)
+    if path:
+        actions.open_session(path)
+
+
+def _save_session(actions) -> None:
+    info = actions.info()
+    name = Path(info["image_name"]).stem + SUFFIX if info else "session" + SUFFIX
+    path = _save_path(actions.window, "Save session", name, SESSION_FILTER)
+    if path:
+        actions.save_session(path)
+
+
+def _export_view(actions) -> None:
+    dialog = ViewDialog(list(actions.view_items()), actions.window)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return
+    name, width = dialog.options()
+    path = _save_path(actions.window, "Export view", f"{name}.png", "PNG image (*.png);;SVG drawing (*.svg)")
+    if path:
+        actions.export_view(name, path, width)
+
+
+def _export_figure(actions) -> None:
+    dialog = FigureDialog(actions.window.history.result is not None, actions.window)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return
+    options = dialog.options()
+    path = _save_path(actions.window, "Save composite figure", "figure" + options["suffix"],
+                      f"{options['suffix'][1:].upper()} (*{options['suffix']})")
+    if path:
+        actions.export_figure(path, options["panels"], options["which"], options["dpi"])
+
+
+def _export_animation(actions) -> None:
+    dialog = AnimationDialog(actions.window.history.steps, actions.window)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return
+    options = dialog.options()
+    path = _save_path(actions.window, "Save animation", "iterations" + options["suffix"],
+                      f"{options['suffix'][1:].upper()} (*{options['suffix']})")
+    if path:
+        actions.export_animation(path, options["step"], options["every"], options["fps"])
+
+
+def _export_data(actions) -> None:
+    folder = QFileDialog.getExistingDirectory(actions.window, "Export data into folder")
+    if folder:
+        actions.export_data(folder)
+
+
+class ViewDialog(QDialog):
+    """Which view, and the PNG width in pixels (SVG ignores it)."""
+
+    def __init__(self, names: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export a view")
+        self.view_combo = QComboBox()
+        self.view_combo.addItems(names)
+        self.width_spin = QSpinBox(minimum=16, maximum=16384, value=1200, suffix=" px")
+        _fill(self, [("View", self.view_combo), ("PNG width", self.width_spin)])
+
+    def options(self) -> tuple[str, int]:
+        return self.view_combo.currentText(), self.width_spin.value()
+
+
+class FigureDialog(QDialog):
+    """Panels (checked, drag to reorder), the iteration, dpi and format of the composite figure."""
+
+    def __init__(self, has_result: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Composite figure")
+        self.panel_list = QListWidget()
+        self.panel_list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        for name in figures.PANELS:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in figures.DEFAULT_PANELS else Qt.CheckState.Unchecked)
+            self.panel_list.addItem(item)
+        self.shown = QRadioButton("the shown iteration", checked=True)
+        self.chosen = QRadioButton("the engine's chosen result", enabled=has_result)
+        group = QButtonGroup(self)
+        group.addButton(self.shown)
+        group.addButton(self.chosen)
+        self.dpi_spin = QSpinBox(minimum=50, maximum=1200, value=300)
+        self.format_combo = QComboBox()
+        self.format_combo.addItems(["PNG", "SVG", "PDF"])
+        _fill(self, [("Panels", self.panel_list), ("Iteration", self.shown), ("", self.chosen),
+                     ("dpi", self.dpi_spin), ("Format", self.format_combo)])
+
+    def options(self) -> dict:
+        items = [self.panel_list.item(i) for i in range(self.panel_list.count())]
+        return {"panels": [i.text() for i in items if i.checkState() == Qt.CheckState.Checked],
+                "which": CHOSEN if self.chosen.isChecked() else SHOWN, "dpi": self.dpi_spin.value(),
+                "suffix": "." + self.format_combo.currentText().lower()}
+
+
+class AnimationDialog(QDialog):
+    """One search step or all, every Nth iteration, GIF or a strip of frames."""
+
+    def __init__(self, steps: list[int], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Animation")
+        self.step_combo = QComboBox()
+        self.step_combo.addItem("all search steps", None)
+        for step in steps:
+            self.step_combo.addItem(f"search step {step}", step)
+        self.every_spin = QSpinBox(minimum=1, maximum=10000, value=10, prefix="every ")
+        self.fps_spin = QSpinBox(minimum=1, maximum=60, value=5, suffix=" frames/s")
+        self.kind_combo = QComboBox()
+        self.kind_combo.addItem("animated GIF", ".gif")
+        self.kind_combo.addItem("strip of frames (PNG)", ".png")
+        _fill(self, [("Search step", self.step_combo), ("Iterations", self.every_spin), ("Speed", self.fps_spin),
+                     ("Output", self.kind_combo)])
+
+    def options(self) -> dict:
+        return {"step": self.step_combo.currentData(), "every": self.every_spin.value(),
+                "fps": self.fps_spin.value(), "suffix": self.kind_combo.currentData()}
+
+
+def _fill(dialog: QDialog, rows: list[tuple[str, QWidget]]) -> None:
+    layout = QVBoxLayout(dialog)
+    form = QFormLayout()
+    for label, widget in rows:
+        form.addRow(label, widget)
+    layout.addLayout(form)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    layout.addWidget(buttons)

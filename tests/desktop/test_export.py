@@ -1,0 +1,158 @@
+"""Exports from the File menu: single views, the composite figure, animations, raw data; failures and cancels."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtWidgets import QDialog, QFileDialog
+
+from gse_algo.images import read_image
+from gse_desktop import export_dialog
+from gse_desktop.export import CHOSEN
+
+TIMEOUT = 20000
+PROVENANCE = ("Software", "Creation Time", "Model", "Parameters", "Iteration")
+
+
+@pytest.fixture
+def done(qtbot, window):
+    """The window after a finished two-step run, shown at the chosen result."""
+    window.controls.spins["search_steps"].setValue(2)
+    window.controls.run_button.click()
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
+    assert window.history.result is not None and window.messages == []
+    return window
+
+
+def text_chunks(path):
+    with Image.open(path) as image:
+        image.load()
+        return dict(image.text)
+
+
+def test_single_views_as_png_with_size_and_provenance_and_as_svg(done, tmp_path):
+    frame = done.views.frame
+    for name in ("perturbation", "images", "l2"):
+        path = tmp_path / f"{name}.png"
+        assert done.files.export_view(name, path, width=640), done.messages
+        with Image.open(path) as image:
+            assert image.width == 640 and image.height > 10
+        info = text_chunks(path)
+        assert all(key in info for key in PROVENANCE)
+        assert info["Model"] == "tiny" and info["View"] == name
+        assert info["Iteration"] == f"search step {frame.step}, iteration {frame.iteration}"
+        assert json.loads(info["Parameters"])["iters"] == 30
+    for name in ("original", "margin", "plots"):
+        path = tmp_path / f"{name}.svg"
+        assert done.files.export_view(name, path), done.messages
+        assert ET.parse(path).getroot().tag.endswith("svg")
+    assert not done.files.export_view("nonsense", tmp_path / "x.png") and "no view" in done.messages[-1]
+
+
+def test_composite_figure_png_svg_pdf(done, tmp_path):
+    dpi = 80
+    panels = ["mask", "original", "cam", "lambda"]  # no CAM computed: the cam panel is left out
+    assert done.files.export_figure(tmp_path / "f.png", panels, CHOSEN, dpi), done.messages
+    with Image.open(tmp_path / "f.png") as image:
+        assert image.width == round(2.6 * 3 * dpi)  # figures.composite_figure: 2.6 inches per panel
+    info = text_chunks(tmp_path / "f.png")
+    assert all(key in info for key in PROVENANCE) and info["Panels"] == "mask,original,lambda"
+    step = int(done.history.result.chosen_step[0])
+    assert info["Iteration"] == f"search step {step}, iteration {done.history.n_iterations(step) - 1}"
+    assert done.files.export_figure(tmp_path / "f.svg")
+    assert ET.parse(tmp_path / "f.svg").getroot().tag.endswith("svg")
+    assert done.files.export_figure(tmp_path / "f.pdf")
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_figure_data_is_the_shown_iterate(done):
+    done.timeline.go(0, 3)
+    data, frame, m = done.files.figure_data()
+    assert (frame.step, frame.iteration) == (0, 3)
+    np.testing.assert_array_equal(data.x, done.prepared.image)
+    np.testing.assert_allclose(data.x_adv, np.clip(done.prepared.image + frame.delta[0].transpose(1, 2, 0), 0, 1))
+    assert m["acp"] == int(frame.mask.sum()) and m["l2"] == pytest.approx(np.linalg.norm(data.x_adv - data.x),
+                                                                          rel=1e-5)
+    chosen, _, _ = done.files.figure_data(CHOSEN)
+    result = done.history.result
+    np.testing.assert_allclose(chosen.x_adv, result.x_adv[0].numpy().transpose(1, 2, 0), atol=1e-6)
+
+
+def test_animation_gif_has_every_nth_frame_and_the_last(done, tmp_path):
+    step = done.history.steps[0]
+    n = done.history.n_iterations(step)
+    every = 3
+    expected = len(range(0, n, every)) + (1 if (n - 1) % every else 0)
+    assert done.files.export_animation(tmp_path / "a.gif", step, every), done.messages
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.n_frames == expected
+    total = sum(len(range(0, done.history.n_iterations(s), 7)) + (1 if (done.history.n_iterations(s) - 1) % 7 else 0)
+                for s in done.history.steps)
+    assert done.files.export_animation(tmp_path / "all.gif", None, 7)
+    with Image.open(tmp_path / "all.gif") as gif:
+        assert gif.n_frames == total
+    assert done.files.export_animation(tmp_path / "strip.png", step, every)
+    assert "Software" in text_chunks(tmp_path / "strip.png")
+    assert not done.files.export_animation(tmp_path / "b.gif", 99, 1) and "no search step 99" in done.messages[-1]
+
+
+def test_data_export_16bit_png_npz_json(done, tmp_path):
+    assert done.files.export_data(tmp_path / "out", CHOSEN), done.messages
+    out = tmp_path / "out"
+    expected = np.clip(done.history.result.x_adv[0].numpy().transpose(1, 2, 0), 0, 1)
+    np.testing.assert_allclose(read_image(out / "adv.png"), expected, atol=0.5 / 65535 + 1e-7)
+    assert all(key in text_chunks(out / "adv.png") for key in PROVENANCE)
+    with np.load(out / "arrays.npz", allow_pickle=False) as arrays:
+        assert arrays["mask"].shape == (16, 16) and arrays["x_adv"].shape == (3, 16, 16)
+        assert int(arrays["mask"].sum()) == json.loads((out / "metrics.json").read_text())["acp"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["params"]["iters"] == 30 and m["model"] == "tiny"
+
+
+def test_unwritable_paths_give_a_message_and_no_file(done, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    before = sorted(tmp_path.rglob("*"))
+    calls = [lambda p: done.files.export_view("mask", p / "v.png"), lambda p: done.files.export_view("mask", p / "v.svg"),
+             lambda p: done.files.export_figure(p / "f.png"), lambda p: done.files.export_animation(p / "a.gif"),
+             lambda p: done.files.export_data(p / "data")]
+    for call in calls:
+        done.messages.clear()
+        assert not call(blocker)
+        assert len(done.messages) == 1 and "a file" in done.messages[0]
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_cancelled_dialogs_do_nothing(done, tmp_path, monkeypatch):
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")
+    monkeypatch.setattr(QDialog, "exec", lambda self: QDialog.DialogCode.Accepted)
+    text, before = done.message.text(), sorted(tmp_path.rglob("*"))
+    for action in (export_dialog._export_figure, export_dialog._export_animation, export_dialog._export_view,
+                   export_dialog._export_data, export_dialog._save_session):
+        action(done.files)
+    monkeypatch.setattr(QDialog, "exec", lambda self: QDialog.DialogCode.Rejected)
+    export_dialog._export_figure(done.files)
+    assert done.messages == [] and done.message.text() == text and sorted(tmp_path.rglob("*")) == before
+
+
+def test_figure_dialog_options_follow_the_list(done):
+    dialog = export_dialog.FigureDialog(True, done)
+    names = [dialog.panel_list.item(i).text() for i in range(dialog.panel_list.count())]
+    assert dialog.options()["panels"] == names[:5] and dialog.options()["suffix"] == ".png"
+    moved = dialog.panel_list.takeItem(3)  # "mask" to the front
+    dialog.panel_list.insertItem(0, moved)
+    dialog.chosen.setChecked(True)
+    dialog.format_combo.setCurrentText("SVG")
+    options = dialog.options()
+    assert options["panels"][:2] == ["mask", "original"] and options["which"] == CHOSEN and options["suffix"] == ".svg"
+
+
+def test_the_file_menu_has_the_entries(done):
+    menu = done.menuBar().actions()[0].menu()
+    texts = [a.text() for a in menu.actions()]
+    assert texts[:3] == ["Open image…", "Open session…", "Save session…"] and "Quit" in texts
+    export = next(a.menu() for a in menu.actions() if a.text() == "Export")
+    assert len(export.actions()) == 4
