@@ -22,7 +22,7 @@ def make_settings() -> QSettings:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gse-desktop", description="Watch the GSE sparse attack work, live.")
-    parser.add_argument("image", nargs="?", help="image file (default: the last one, else the bundled cat photo)")
+    parser.add_argument("image", nargs="?", help="image file (default: the last one, else the bundled example)")
     parser.add_argument("--model", help="torchvision model name or checkpoint file (default: mobilenet_v2)")
     parser.add_argument("--target", help="target class, by index or name (default: untargeted)")
     parser.add_argument("--run", action="store_true", help="start the attack at once")

@@ -120,7 +120,7 @@ class CamPanel(QWidget):
         middle.addWidget(self.numbers)
         middle.addWidget(self.cluster_view, 1)
         self.curve_plot = pg.PlotWidget(background="#202020")
-        self.curve_plot.setMinimumWidth(200)
+        self.curve_plot.setMinimumWidth(180)
         self.curve_plot.setMenuEnabled(False)
         self.curve_plot.showGrid(x=True, y=True, alpha=0.2)
         self.curve_plot.setYRange(0, 1)
@@ -131,8 +131,8 @@ class CamPanel(QWidget):
         self.curve_plot.addItem(self.cursor)
         layout = QHBoxLayout(self)
         layout.addLayout(left, 0)
-        layout.addLayout(middle, 5)
-        layout.addWidget(self.curve_plot, 4)
+        layout.addLayout(middle, 6)
+        layout.addWidget(self.curve_plot, 3)
         for combo in (self.method_combo, self.layer_combo, self.class_combo, self.image_combo):
             combo.currentIndexChanged.connect(lambda _: self.request())
         self.q_spin.valueChanged.connect(lambda _: self._update_numbers())
@@ -336,7 +336,7 @@ class CamPanel(QWidget):
         self.l2_curve.setData(x, self.curve_values.get("l2_share", np.zeros(0)), connect="finite")
         self.pixel_curve.setData(x, self.curve_values.get("pixel_share", np.zeros(0)), connect="finite")
         self.curve_plot.setTitle(f"<span style='color:{L2_COLOUR}'>l2</span> / <span style='color:{PIXEL_COLOUR}'>"
-                                 f"pixel</span> share in the top {q} %", size="9pt")
+                                 f"pixel</span> share, top {q} %", size="9pt")
 
     # -- state for export and sessions ---------------------------------------------------------------------------
     def cam_array(self) -> np.ndarray | None:
