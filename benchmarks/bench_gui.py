@@ -1,7 +1,7 @@
 """GUI benchmark: event-loop latency during a run, and the attack's time in the app vs headless.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui.py [--iters 60] [--search-steps 3]
-                                                                        [--threads N] [--repeats 2]
+                                                                        [--threads N] [--repeats 3] [--target K]
 
 Default image and model (mobilenet_v2), the imagenet preset with fewer iterations. Both sides attack the same
 model object, image, label and parameters with the full trace, in a thread of their own that sets grad mode and
@@ -41,7 +41,7 @@ from gse_algo.params import GSEParams  # noqa: E402
 from gse_desktop.worker import default_threads  # noqa: E402
 
 
-def headless(model, params: GSEParams, threads: int) -> tuple[float, int]:
+def headless(model, params: GSEParams, threads: int, target: int | None = None) -> tuple[float, int]:
     """(seconds from the first iteration to the result, snapshots) of one traced run in a thread of its own."""
     out: list = []
 
@@ -50,9 +50,9 @@ def headless(model, params: GSEParams, threads: int) -> tuple[float, int]:
         torch.set_num_threads(threads)
         x = load_image(DEFAULT_IMAGE, model.input_size).unsqueeze(0)  # as the worker prepares the run
         with torch.no_grad():
-            label = model.model(x).argmax(1)
+            label = model.model(x).argmax(1) if target is None else torch.tensor([target])
         start = time.perf_counter()
-        run = iterate_gse(model.model, x, label, params=params, trace=True)
+        run = iterate_gse(model.model, x, label, targeted=target is not None, params=params, trace=True)
         n = sum(1 for _ in run)
         out.append((time.perf_counter() - start, n))
 
@@ -62,7 +62,16 @@ def headless(model, params: GSEParams, threads: int) -> tuple[float, int]:
     return out[0]
 
 
-def in_app(app: QApplication, model, params: GSEParams, threads: int) -> tuple[float, int, list[float]]:
+def settle(app: QApplication, seconds: float = 0.5) -> None:
+    """Let the event loop handle start-up work (first layout and paint) for a while."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def in_app(app: QApplication, model, params: GSEParams, threads: int,
+           target: int | None = None) -> tuple[float, int, list[float]]:
     """(the worker's seconds from the first iteration to the result, snapshots, timer lateness in ms)."""
     from gse_desktop.main_window import MainWindow
 
@@ -75,8 +84,11 @@ def in_app(app: QApplication, model, params: GSEParams, threads: int) -> tuple[f
         for name, value in params.as_dict().items():
             c.spins[name].setValue(value)
         c.threads_spin.setValue(threads)
-        if c.params() != params or c.device_combo.currentText() != "cpu":
+        if target is not None:
+            c.set_target(target)
+        if c.params() != params or c.device_combo.currentText() != "cpu" or c.target() != target:
             raise SystemExit(f"the app would run other parameters: {c.params()} on {c.device_combo.currentText()}")
+        settle(app)  # the window is laid out and painted before Run is pressed, as for a user
         late: list[float] = []
         last = [time.perf_counter()]
 
@@ -96,9 +108,10 @@ def in_app(app: QApplication, model, params: GSEParams, threads: int) -> tuple[f
         loop.exec()
         timer.stop()
         n = len(window.history)
+        app.processEvents()  # the CAM panel starts its jobs once a run is over; closing cancels them
         window.close()
         window.controller.wait()
-        app.processEvents()
+        window.cam_jobs.wait()  # none may overlap the next measurement
     return worker.active_seconds, n, late[1:]
 
 
@@ -107,24 +120,26 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--search-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--target", type=int, help="a targeted attack on this class (longer runs)")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     model = load_model(DEFAULT_MODEL)
-    params = GSEParams.preset("imagenet").replace(iters=args.iters, search_steps=args.search_steps)
+    params = GSEParams.preset("imagenet", targeted=args.target is not None).replace(iters=args.iters,
+                                                                                  search_steps=args.search_steps)
     print(f"{DEFAULT_MODEL} on {DEFAULT_IMAGE.name}, imagenet preset, iters={args.iters}, "
-          f"search_steps={args.search_steps}, torch threads={args.threads}; {platform.processor() or 'CPU'}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    headless(model, params, args.threads)  # warm-up
+          f"search_steps={args.search_steps}, target {args.target}, torch threads={args.threads}; "
+          f"{platform.processor() or 'CPU'}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    headless(model, params, args.threads, args.target)  # warm-up
     ratios, late = [], []
     for r in range(args.repeats):
-        t_head, n_head = headless(model, params, args.threads)
-        t_app, n_app, lateness = in_app(app, model, params, args.threads)
+        t_head, n_head = headless(model, params, args.threads, args.target)
+        t_app, n_app, lateness = in_app(app, model, params, args.threads, args.target)
         ratios.append(t_app / t_head)
         late += lateness
-        print(f"run {r + 1}: headless {t_head:.2f} s / {n_head} snapshots ({1000 * t_head / n_head:.0f} ms/iteration), "
-              f"app {t_app:.2f} s / {n_app} snapshots ({1000 * t_app / n_app:.0f} ms/iteration): "
-              f"ratio {t_app / t_head:.3f}")
+        print(f"run {r + 1}: headless {t_head:.2f} s / {n_head} snapshots "
+              f"({1000 * t_head / n_head:.0f} ms/iteration), app {t_app:.2f} s / {n_app} snapshots "
+              f"({1000 * t_app / n_app:.0f} ms/iteration): ratio {t_app / t_head:.3f}")
     late_ms = np.array(late)
     print(f"app / headless time ratio: median {statistics.median(ratios):.3f} over {len(ratios)} pairs "
           f"(goal <= 1.05)")

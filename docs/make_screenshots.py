@@ -2,8 +2,9 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py [--search-steps N]
 
-Writes docs/screenshot_running.png (grabbed once the run is in phase 2 of a search step) and
-docs/screenshot_done.png (after the run, showing the search step the engine chose). Settings are isolated in a
+Writes docs/screenshot_running.png (grabbed once the run is in phase 2 of a search step),
+docs/screenshot_done.png (after the run, showing the search step the engine chose) and docs/screenshot_cam.png
+(the CAM comparison tab once the automatic GradCAM after the run has arrived). Settings are isolated in a
 temporary ini file, so the user's own settings are neither read nor changed.
 """
 
@@ -58,8 +59,17 @@ def main() -> int:
         window.grab().save(str(DOCS / "screenshot_done.png"))
         print(f"done in {time.perf_counter() - start:.0f} s: {window.message.text()}")
         print(f"history: {len(window.history)} snapshots, {window.history.nbytes() / 2**20:.1f} MB")
+        start = time.perf_counter()
+        while window.cam_panel.cam_array() is None and time.perf_counter() - start < 120:
+            app.processEvents()
+            time.sleep(0.01)
+        window.bottom_tabs.setCurrentIndex(1)
+        for _ in range(20):
+            app.processEvents()
+        window.grab().save(str(DOCS / "screenshot_cam.png"))
         window.close()
         window.controller.wait()
+        window.cam_jobs.wait()
     return 0
 
 

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         window.start_run()
     code = app.exec()
     window.controller.stop()
+    window.cam_jobs.cancel()
     window.controller.wait()  # the worker ends at its next iteration boundary
+    window.cam_jobs.wait()  # a CAM job ends at its next batch
     return code
 
 

@@ -25,6 +25,8 @@ from gse_desktop.panels.timeline import Timeline
 from gse_desktop.worker import Loader, Prepared, RunController, RunRequest, default_threads
 
 REDRAW_MS = 33  # at most ~30 redraws a second; the latest snapshot wins
+REDRAW_SHARE = 0.04  # and during a run at most this share of the time, as redrawing holds the GIL the attack
+REDRAW_MS_MAX = 500  # needs too (benchmarks/bench_gui.py); but at least two redraws a second
 MAX_RECENT = 8
 
 
@@ -76,6 +78,7 @@ class MainWindow(QMainWindow):
         tables.addWidget(self.top_table)
         tables.addWidget(self.search_table)
         bottom = QSplitter(Qt.Orientation.Horizontal)
+        self._closed = False
         self.cam_jobs = ModelJobs(self.controller.model_lock, self)  # CAMs and IS, never during a run
         self.cam_panel = CamPanel(self.cam_jobs, self.views)
         self.bottom_tabs = QTabWidget()
@@ -305,8 +308,8 @@ class MainWindow(QMainWindow):
     def _cam_after_run(self) -> None:
         """A run has ended (finished or stopped): hand it to the CAM panel, whose jobs wait for the model."""
         latest = self.history.latest()
-        if self.controller.running or self.prepared is None or latest is None:
-            return
+        if self.controller.running or self.prepared is None or latest is None or self._closed:
+            return  # not while a run goes on, nor once the window has closed (no job may outlive it)
         p, result = self.prepared, self.history.result
         last = self.history.frame(*latest)
         adv = int(result.adv_pred[0]) if result is not None else int(last.pred[0])
@@ -324,6 +327,7 @@ class MainWindow(QMainWindow):
     # -- drawing -------------------------------------------------------------------------------------------------
     def _redraw(self) -> None:
         """Timer tick: refresh progress, the step table and (when following) the newest snapshot."""
+        started = time.perf_counter()
         latest = self.history.latest()
         if latest is None:
             return
@@ -335,6 +339,10 @@ class MainWindow(QMainWindow):
         self._update_progress(latest)
         if self._dirty and self.timeline.follow.isChecked():
             self.show_snapshot(*latest)
+            for view in (self.views, self.plots):
+                view.viewport().repaint()  # now, so that the pace counts the painting (see bench_gui.py)
+            cost_ms = 1000 * (time.perf_counter() - started)
+            self.redraw_timer.setInterval(round(min(max(REDRAW_MS, cost_ms / REDRAW_SHARE), REDRAW_MS_MAX)))
         self._dirty = False
 
     def _update_progress(self, latest: tuple[int, int]) -> None:
@@ -391,6 +399,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """The window goes at once; a running worker stops at its next iteration boundary."""
+        self._closed = True
         self._save_settings()
         self.settings.sync()
         self.redraw_timer.stop()

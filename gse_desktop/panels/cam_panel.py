@@ -24,7 +24,7 @@ from gse_algo.metrics import IS_PERCENTILES
 from gse_desktop.history import Frame, RunHistory
 from gse_desktop.jobs import Final, ModelJobs, cam_task, final_task
 from gse_desktop.panels.image_views import ImageViews
-from gse_desktop.panels.tables import _fill_row, _setup
+from gse_desktop.panels.tables import fill_row, setup_table
 
 IMAGES = ("clean", "adversarial")
 CURVE_CHUNK = 64  # iterations densified at once for the overlap curve
@@ -113,7 +113,7 @@ class CamPanel(QWidget):
         self.numbers = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
         self.numbers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cluster_view = QTableWidget()
-        _setup(self.cluster_view, ["px", "rows, cols", "‖δ‖²", "CAM"])
+        setup_table(self.cluster_view, ["px", "rows, cols", "‖δ‖²", "CAM"])
         self.cluster_view.setToolTip("4-connected clusters of the shown perturbation, largest first: pixels, "
                                      "bounding box, share of ‖δ‖², mean CAM value")
         middle = QVBoxLayout()
@@ -310,7 +310,7 @@ class CamPanel(QWidget):
         self.cluster_view.setRowCount(len(rows))
         for i, r in enumerate(rows):
             r0, c0, r1, c1 = r["bbox"]
-            _fill_row(self.cluster_view, i, [str(r["size"]), f"{r0}–{r1}, {c0}–{c1}",
+            fill_row(self.cluster_view, i, [str(r["size"]), f"{r0}–{r1}, {c0}–{c1}",
                                              f"{r['energy_share']:.3f}", f"{r['mean_cam']:.3f}"])
         self._update_curve(frame.step, q)
         self.cursor.setPos(frame.iteration)

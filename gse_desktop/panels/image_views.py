@@ -9,6 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 
+from gse_algo.figures import signed_perturbation
 from gse_desktop.history import Frame
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -18,11 +19,21 @@ FREE, SUPPORT, FROZEN = (45, 45, 45), (255, 200, 0), (40, 90, 200)
 TITLES = {
     "original": "Original",
     "adversarial": "Adversarial",
-    "perturbation": "Perturbation δ (mean over RGB)",
+    "perturbation": "Perturbation δ (strongest channel)",
     "mask": "Mask: <span style='color:#ffc800'>support</span> / <span style='color:#6e9bff'>frozen</span>",
     "lambda": "λ map (log10)",
     "cam": "CAM",
 }
+# (row, column) of each view; columns 2 and 4 hold the two colour bars (see ImageViews._colour_bar)
+CELLS = {"original": (0, 0), "adversarial": (0, 1), "perturbation": (0, 3),
+         "mask": (1, 0), "lambda": (1, 1), "cam": (1, 3)}
+
+
+def nice_bound(value: float) -> float:
+    """The smallest 1, 2 or 5 x 10^k >= value (> 0): colour-bar levels that change seldom, and so its axis."""
+    value = max(value, 1e-6)
+    power = 10.0 ** np.floor(np.log10(value))
+    return float(next(power * m for m in (1, 2, 5, 10) if power * m >= value * (1 - 1e-9)))
 
 
 class ImageViews(pg.GraphicsLayoutWidget):
@@ -35,10 +46,8 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.setBackground("#202020")
         self.plots: dict[str, pg.PlotItem] = {}
         self.items: dict[str, pg.ImageItem] = {}
-        for i, name in enumerate(TITLES):
-            if i == 3:
-                self.nextRow()
-            plot = self.addPlot(title=TITLES[name])
+        for name in TITLES:
+            plot = self.addPlot(*CELLS[name], title=TITLES[name])
             plot.hideAxis("left")
             plot.hideAxis("bottom")
             plot.invertY(True)
@@ -51,12 +60,8 @@ class ImageViews(pg.GraphicsLayoutWidget):
                 plot.setXLink(first)
                 plot.setYLink(first)
             self.plots[name], self.items[name] = plot, item
-        self.delta_bar = pg.ColorBarItem(values=(-0.1, 0.1), colorMap=pg.colormap.get("CET-D1"), interactive=False,
-                                         width=12, label="δ")
-        self.delta_bar.setImageItem(self.items["perturbation"], insert_in=self.plots["perturbation"])
-        self.lambda_bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
-                                          width=12, label="log10 λ")
-        self.lambda_bar.setImageItem(self.items["lambda"], insert_in=self.plots["lambda"])
+        self.delta_bar = self._colour_bar("perturbation", (-0.1, 0.1), "CET-D1", "δ", (0, 4))
+        self.lambda_bar = self._colour_bar("lambda", (0, 1), "viridis", "log10 λ", (1, 2))
         self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
@@ -64,6 +69,16 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.frame: Frame | None = None  # the shown one
         self._image = 0  # the batch index it shows
         self.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    def _colour_bar(self, name: str, values: tuple[float, float], cmap: str, label: str,
+                    cell: tuple[int, int]) -> pg.ColorBarItem:
+        """A colour bar in a column of its own: grid columns are shared by both rows, so every view keeps the
+        same width (and, with the linked axes, the same pixel aspect)."""
+        bar = pg.ColorBarItem(values=values, colorMap=pg.colormap.get(cmap), interactive=False, width=12,
+                              label=label)
+        bar.setImageItem(self.items[name])
+        self.addItem(bar, *cell)
+        return bar
 
     def show_original(self, rgb: np.ndarray) -> None:
         """A new clean image [H,W,3] in [0,1]: reset every view."""
@@ -93,12 +108,13 @@ class ImageViews(pg.GraphicsLayoutWidget):
         shown, self.frame = self.frame, frame
         same_image = shown is not None and self._image == image
         self._image = image
-        delta = frame.delta[image].transpose(1, 2, 0)
-        self.items["adversarial"].setImage(np.clip(self.original + delta, 0, 1), levels=(0, 1))
-        signed = delta.mean(axis=2)
-        bound = float(np.abs(signed).max()) or 1e-3
+        delta = frame.delta[image]
+        self.items["adversarial"].setImage(np.clip(self.original + delta.transpose(1, 2, 0), 0, 1), levels=(0, 1))
+        signed = signed_perturbation(delta)  # the same rendering as the composite figure
         self.items["perturbation"].setImage(signed, autoLevels=False)
-        self.delta_bar.setLevels((-bound, bound))
+        bound = nice_bound(float(np.abs(signed).max()))
+        if self.delta_bar.levels() != (-bound, bound):
+            self.delta_bar.setLevels((-bound, bound))
         if not (same_image and np.array_equal(shown.mask[image], frame.mask[image])
                 and np.array_equal(shown.frozen[image], frame.frozen[image])):
             self._show_mask(frame, image)
@@ -111,7 +127,10 @@ class ImageViews(pg.GraphicsLayoutWidget):
         mask[frame.frozen[image]] = FROZEN
         mask[frame.mask[image]] = SUPPORT
         self.items["mask"].setImage(mask, levels=(0, 255))
-        self.plots["mask"].setTitle(TITLES["mask"] + f"  ({int(frame.acp[image])} px)")
+        # the count in fixed-width digits: a title that changes size would re-layout (and repaint) every view
+        digits = len(str(mask.shape[0] * mask.shape[1]))
+        count = f"{int(frame.acp[image]):>{digits}}".replace(" ", "&nbsp;")
+        self.plots["mask"].setTitle(TITLES["mask"] + f"  (<span style='font-family:monospace'>{count}</span> px)")
 
     def _show_lambda(self, log_lam: np.ndarray) -> None:
         finite = log_lam[np.isfinite(log_lam)]

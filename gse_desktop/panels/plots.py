@@ -1,7 +1,8 @@
 """Metrics against the iteration of the shown search step, with a cursor at the shown iteration.
 
-Cheap to update live: the x axis spans the step's iterations from the start (it does not redraw as a run grows)
-and there is no grid (pyqtgraph draws a grid as part of the axes, which then repaint the whole plot area).
+Cheap to update live, since redrawing an axis costs more than the rest of a plot: the x axis spans the step's
+iterations from the start, a y range changes only when the data leaves it (with headroom), and there is no grid
+(pyqtgraph draws a grid as part of the axes, which then repaint the whole plot area).
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ from gse_desktop.history import SERIES
 LABELS = {"cw_loss": "CW loss", "l2": "‖δ‖₂", "acp": "ACP (pixels)", "anc": "ANC (clusters)",
           "margin": "CW margin"}
 COLOURS = {"cw_loss": "#ff7f0e", "l2": "#1f77b4", "acp": "#2ca02c", "anc": "#9467bd", "margin": "#d62728"}
+HEADROOM = 0.3  # of the data's span, on both sides of a new y range
+
+
+def y_range(values: np.ndarray, shown: tuple[float, float] | None) -> tuple[float, float] | None:
+    """`shown` while it holds the finite values and is at most 4x their span, else a new range with headroom."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return shown
+    low, high = float(finite.min()), float(finite.max())
+    span = high - low or 0.1 * max(abs(high), 1e-3)
+    if shown is not None and shown[0] <= low and high <= shown[1] and shown[1] - shown[0] <= 4 * span:
+        return shown
+    return low - HEADROOM * span, high + HEADROOM * span
 
 
 class MetricPlots(pg.GraphicsLayoutWidget):
@@ -25,19 +39,21 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.cursors: list[pg.InfiniteLine] = []
         self.boundaries: list[pg.InfiniteLine] = []
-        self.plots: list[pg.PlotItem] = []
+        self.plots: dict[str, pg.PlotItem] = {}
         self.iterations = 0  # of a search step in the current run, 0 when unknown
         self._x_span = -1
+        self._y_ranges: dict[str, tuple[float, float] | None] = {name: None for name in SERIES}
         first = None
         for name in SERIES:
             plot = self.addPlot(title=LABELS[name])
             plot.setMenuEnabled(False)
+            plot.disableAutoRange()
             plot.getAxis("left").setWidth(40)
             if first is None:
                 first = plot
             else:
                 plot.setXLink(first)
-            self.plots.append(plot)
+            self.plots[name] = plot
             self.curves[name] = plot.plot(pen=pg.mkPen(COLOURS[name], width=2))
             boundary = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888888", style=pg.QtCore.Qt.PenStyle.DashLine))
             cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffffff", width=1))
@@ -55,11 +71,15 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             few = len(values) < 3  # a lone point needs a symbol to be seen
             self.curves[name].setData(np.arange(len(values)), values, symbol="o" if few else None, symbolSize=6,
                                       symbolBrush=COLOURS[name])
+            shown = self._y_ranges[name]
+            self._y_ranges[name] = y_range(np.asarray(values, dtype=np.float64), shown)
+            if self._y_ranges[name] != shown:
+                self.plots[name].setYRange(*self._y_ranges[name], padding=0)
 
     def _set_x_span(self, span: int) -> None:
         if span != self._x_span:
             self._x_span = span
-            for plot in self.plots:  # each one: a fixed range switches that plot's x auto-range off
+            for plot in self.plots.values():
                 plot.setXRange(0, span, padding=0.02)
 
     def set_cursor(self, iteration: int) -> None:

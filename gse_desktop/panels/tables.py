@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTab
 from gse_desktop.history import StepSummary
 
 
-def _setup(table: QTableWidget, columns: list[str]) -> None:
+def setup_table(table: QTableWidget, columns: list[str]) -> None:
     table.setColumnCount(len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.verticalHeader().setVisible(False)
@@ -20,7 +20,7 @@ def _setup(table: QTableWidget, columns: list[str]) -> None:
     table.horizontalHeader().setStretchLastSection(True)
 
 
-def _fill_row(table: QTableWidget, row: int, values: list[str], bold: bool = False,
+def fill_row(table: QTableWidget, row: int, values: list[str], bold: bool = False,
               colour: str | None = None) -> None:
     for col, value in enumerate(values):
         item = QTableWidgetItem(value)
@@ -38,7 +38,7 @@ class TopTable(QTableWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        _setup(self, ["before", "p", "now", "p"])
+        setup_table(self, ["before", "p", "now", "p"])
         self.setRowCount(5)
         self.names: list[str] = []
         self.before: tuple[np.ndarray, np.ndarray] | None = None
@@ -77,7 +77,7 @@ class SearchTable(QTableWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        _setup(self, self.COLUMNS)
+        setup_table(self, self.COLUMNS)
 
     def set_summaries(self, summaries: list[StepSummary], image: int = 0) -> None:
         self.setRowCount(len(summaries))
@@ -86,7 +86,7 @@ class SearchTable(QTableWidget):
             chosen = bool(s.chosen[image])
             d20 = int(s.d20[image])
             stop = int(s.stop_iteration[image])
-            _fill_row(self, row, [str(s.step), f"{float(s.lambda_b[image]):.3g}", "yes" if ok else "no",
+            fill_row(self, row, [str(s.step), f"{float(s.lambda_b[image]):.3g}", "yes" if ok else "no",
                                   str(d20) if d20 >= 0 else "–", str(stop) if stop >= 0 else "–",
                                   "★ chosen" if chosen else ""],
                       bold=chosen, colour="#2ca02c" if ok else None)
