@@ -355,7 +355,8 @@ class MainWindow(QMainWindow):
         self.progress.setValue(done)
         elapsed = time.perf_counter() - self._started
         busy = max(self.controller.active_seconds, 1e-9)
-        left = busy / done * (self.progress.maximum() - done) if done else float("nan")
+        # at most one iteration for every slot left, each as long as the mean so far: an upper bound
+        left = busy / len(self.history) * (self.progress.maximum() - done) if len(self.history) else float("nan")
         total_steps = params.search_steps if params else "?"
         iters = params.iters if params else "?"
         phase = 1 if params and index < params.k_hat else 2

@@ -112,7 +112,9 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.items["adversarial"].setImage(np.clip(self.original + delta.transpose(1, 2, 0), 0, 1), levels=(0, 1))
         signed = signed_perturbation(delta)  # the same rendering as the composite figure
         self.items["perturbation"].setImage(signed, autoLevels=False)
-        bound = nice_bound(float(np.abs(signed).max()))
+        changed = np.abs(signed[signed != 0])
+        # levels at the 95th percentile of the changed pixels: the few largest saturate, the rest stay visible
+        bound = nice_bound(float(np.percentile(changed, 95)) if changed.size else 0.0)
         if self.delta_bar.levels() != (-bound, bound):
             self.delta_bar.setLevels((-bound, bound))
         if not (same_image and np.array_equal(shown.mask[image], frame.mask[image])

@@ -11,6 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from gse_desktop.history import SERIES
+from gse_desktop.panels.image_views import nice_bound
 
 LABELS = {"cw_loss": "CW loss", "l2": "‖δ‖₂", "acp": "ACP (pixels)", "anc": "ANC (clusters)",
           "margin": "CW margin"}
@@ -79,8 +80,10 @@ class MetricPlots(pg.GraphicsLayoutWidget):
     def _set_x_span(self, span: int) -> None:
         if span != self._x_span:
             self._x_span = span
+            major = nice_bound(span / 2)  # two or three labelled ticks fit these narrow plots
             for plot in self.plots.values():
                 plot.setXRange(0, span, padding=0.02)
+                plot.getAxis("bottom").setTickSpacing(major, major / 2)
 
     def set_cursor(self, iteration: int) -> None:
         for line in self.cursors:
