@@ -22,6 +22,7 @@ from PySide6.QtSvg import QSvgGenerator
 from gse_algo import export, figures, images, metrics
 from gse_algo.images import ImageError, read_image
 from gse_desktop.history import Frame
+from gse_desktop.panels.cam_panel import RunInfo
 from gse_desktop.panels.controls import AUTO
 from gse_desktop.session import Session, SessionError, load_session, save_session
 from gse_desktop.worker import auto_preset
@@ -157,12 +158,12 @@ class FileActions(QObject):
         w.top_table.set_before(np.array(info["top_classes"]), np.array(info["top_probs"], np.float32),
                                info["class_names"], info["label"])
         w.plots.set_phase_boundary(info["params"]["k_hat"])
-        w.show_history(session.history)
         cam = self._cam()
-        if cam is not None and hasattr(cam, "reset"):
-            cam.reset()  # its CAMs were of the previous run; the session's CAM array still goes into figures
-        if cam is not None and info.get("cam") is not None and hasattr(cam, "set_state"):
-            cam.set_state(info["cam"])
+        if cam is not None:  # the saved CAM, IS and settings, before the history's frames reach the panel
+            target = info["label"] if info["targeted"] else None
+            run = RunInfo.ended(None, session.image, session.history, info["clean_class"], target)
+            cam.restore(info.get("cam") or {}, session.cam, run, info["class_names"])
+        w.show_history(session.history)
         self.session = session
         return self._done(f"session {Path(path).name}: {info['image_name']}, {info['model_name']}, "
                           f"{len(session.history)} iterations")

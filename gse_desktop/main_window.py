@@ -310,11 +310,9 @@ class MainWindow(QMainWindow):
         latest = self.history.latest()
         if self.controller.running or self.prepared is None or latest is None or self._closed:
             return  # not while a run goes on, nor once the window has closed (no job may outlive it)
-        p, result = self.prepared, self.history.result
-        last = self.history.frame(*latest)
-        adv = int(result.adv_pred[0]) if result is not None else int(last.pred[0])
-        self.cam_panel.start(RunInfo(p.model, p.image, self.history, p.clean_class, adv,
-                                     p.label if p.targeted else None, result.delta if result else last.delta))
+        p = self.prepared
+        self.cam_panel.start(RunInfo.ended(p.model, p.image, self.history, p.clean_class,
+                                           p.label if p.targeted else None))
         if self.views.frame is not None:
             self.cam_panel.show_frame(self.views.frame)
 

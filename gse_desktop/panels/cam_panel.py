@@ -4,7 +4,8 @@ Pickers choose a CAM (method, target layer, class, clean or adversarial image); 
 (gse_desktop.jobs) once a run is over, cached per choice, and drawn in the image grid's CAM view over the image,
 with the shown iterate's perturbation mask as an outline. The numbers follow the shown iterate: its overlap with
 the top q % of the CAM and its clusters (gse_algo.explain), the overlap against iteration of the shown search
-step, and the run's interpretability score IS (gse_algo.metrics, computed once per run).
+step, and the run's interpretability score IS (gse_algo.metrics, computed once per run). A reopened session is
+shown with `restore`, without the model: its saved CAM and IS, the numbers recomputed from them and the trace.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CURVE_CHUNK = 64  # iterations densified at once for the overlap curve
 MAX_CLUSTER_ROWS = 100
 OUTLINE = "#00e5ff"
 L2_COLOUR, PIXEL_COLOUR = "#4fa3ff", "#2ca02c"
+NO_MODEL = "open the model (Run) to compute other CAMs"
 Key = tuple[str, int, str, str]  # (image, class index, method, layer)
 
 
@@ -46,9 +48,19 @@ class RunInfo:
     target: int | None  # the target class of a targeted run
     delta: object  # [B,C,H,W] the run's returned perturbation (torch or NumPy); converted in the job
 
+    @classmethod
+    def ended(cls, model: object, clean: np.ndarray, history: RunHistory, clean_class: int,
+              target: int | None) -> RunInfo:
+        """The run in `history`: its result when it finished, else its latest iterate (a stopped run)."""
+        result, last = history.result, history.frame(*history.latest())
+        if result is not None:
+            return cls(model, clean, history, clean_class, int(result.adv_pred[0]), target, result.delta)
+        return cls(model, clean, history, clean_class, int(last.pred[0]), target, last.delta)
+
 
 class CamPanel(QWidget):
-    """Call `start` when a run has ended, `show_frame` for each shown iterate, `reset` when a run starts."""
+    """Call `start` when a run has ended (or `restore` for a reopened session), `show_frame` for each shown
+    iterate, `reset` when a run starts."""
 
     status = Signal(str)
 
@@ -60,6 +72,7 @@ class CamPanel(QWidget):
         self.cams: dict[Key, np.ndarray] = {}
         self.cam: np.ndarray | None = None
         self.cam_key: Key | None = None
+        self.class_names: list[str] = []
         self.frame: Frame | None = None
         self.overlap_now: dict[str, float] = {}
         self.curve_values: dict[str, np.ndarray] = {}
@@ -67,6 +80,8 @@ class CamPanel(QWidget):
         self._cam_job: tuple[int, Key] | None = None
         self._final_job: int | None = None
         self._build()
+        self.model_combos = (self.method_combo, self.layer_combo, self.class_combo, self.image_combo)
+        self._tips = [combo.toolTip() for combo in self.model_combos]
         self._add_overlay()
         jobs.progress.connect(self._on_progress)
         jobs.done.connect(self._on_done)
@@ -162,6 +177,9 @@ class CamPanel(QWidget):
         self.base.clear()
         self.outline.setData(None)
         self.pickers.setEnabled(False)
+        for combo, tip in zip(self.model_combos, self._tips):
+            combo.setEnabled(True)
+            combo.setToolTip(tip)
         self._sync_buttons()
         self.progress.setValue(0)
         self.message.setText("CAMs are computed when a run has ended.")
@@ -175,32 +193,69 @@ class CamPanel(QWidget):
         if self.run is not None and self.run.history is run.history:
             return
         self.reset()
-        self.run = run
-        names = run.model.class_names
+        self.run, self.class_names = run, list(run.model.class_names)
         layers = model_layers(run.model.net)
         if run.model.cam_layer not in layers:
             layers.insert(0, run.model.cam_layer)
-        roles = [("clean", run.clean_class), ("after attack", run.adv_class)]
-        if run.target is not None:
-            roles.append(("target", run.target))
-        combos = (self.method_combo, self.layer_combo, self.class_combo, self.image_combo)
-        for combo in combos:
-            combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(layers)
-        self.layer_combo.setCurrentText(run.model.cam_layer)
-        self.class_combo.clear()
-        for role, index in roles:
-            name = names[index] if 0 <= index < len(names) else str(index)
-            self.class_combo.addItem(f"{role}: {index} ({name})", (role, index))
-        self.method_combo.setCurrentIndex(self.method_combo.findData("GradCAM"))
-        self.image_combo.setCurrentIndex(0)
-        for combo in combos:
-            combo.blockSignals(False)
-        self.pickers.setEnabled(True)
+        self._set_pickers(layers, run.model.cam_layer, ("clean", run.clean_class), "GradCAM", IMAGES[0])
         goal = run.target if run.target is not None else run.adv_class
         self._final_job = self.jobs.submit(final_task(run.model, run.clean, run.delta, run.clean_class, goal))
         self.request()
+
+    def restore(self, state: dict, cam: np.ndarray | None, run: RunInfo, class_names: list[str]) -> None:
+        """Show a reopened session without its model (run.model None): the pickers as saved (those needing the
+        model disabled), the saved CAM and IS, and the numbers of the shown iterate recomputed from them."""
+        self.reset()
+        self.run, self.class_names = run, list(class_names)
+        scores = state.get("interpretability_score") or {}
+        if scores:
+            delta = np.asarray(run.delta[0], np.float32)
+            self.final = Final((run.clean + delta.transpose(1, 2, 0)).astype(np.float32), delta,
+                               np.array([math.nan if scores.get(str(p)) is None else scores[str(p)]
+                                         for p in IS_PERCENTILES]))
+        saved_role = (state.get("class_role"), state.get("class_index"))
+        role = saved_role if None not in saved_role else ("clean", run.clean_class)
+        layer = state.get("layer") or ""
+        self._set_pickers([layer], layer, role, state.get("method") or "GradCAM", state.get("image") or IMAGES[0])
+        self.q_spin.setValue(int(state.get("top_percent") or self.q_spin.value()))
+        self.opacity.setValue(round(100 * state.get("opacity", self.opacity.value() / 100)))
+        if run.model is None:
+            for combo in self.model_combos:
+                combo.setEnabled(False)
+                combo.setToolTip(NO_MODEL)
+        shown = state.get("shown_cam")
+        if cam is not None and shown:
+            key = (shown["image"], shown["class_index"], shown["method"], shown["layer"])
+            self.cams[key] = cam
+            self._show(key)
+        else:
+            self.message.setText(NO_MODEL)
+            self._update_numbers()
+        self._sync_buttons()
+
+    def _set_pickers(self, layers: list[str], layer: str, role: tuple[str, int], method: str, image: str) -> None:
+        """Fill the layer and class pickers for self.run and choose the given entries (no CAM is requested)."""
+        run, names = self.run, self.class_names
+        roles = [("clean", run.clean_class), ("after attack", run.adv_class)]
+        if run.target is not None:
+            roles.append(("target", run.target))
+        if role not in roles:
+            roles.append(role)
+        for combo in self.model_combos:
+            combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(layers)
+        self.layer_combo.setCurrentText(layer)
+        self.class_combo.clear()
+        for name, index in roles:
+            label = names[index] if 0 <= index < len(names) else str(index)
+            self.class_combo.addItem(f"{name}: {index} ({label})", (name, index))
+        self.class_combo.setCurrentIndex(roles.index(role))
+        self.method_combo.setCurrentIndex(self.method_combo.findData(method))
+        self.image_combo.setCurrentIndex(IMAGES.index(image) if image in IMAGES else 0)
+        for combo in self.model_combos:
+            combo.blockSignals(False)
+        self.pickers.setEnabled(True)
 
     def show_frame(self, frame: Frame) -> None:
         """The shown iterate changed: redraw its outline and its numbers."""
@@ -225,6 +280,8 @@ class CamPanel(QWidget):
             self._show(key)
         elif self._cam_job is not None and self._cam_job[1] == key:
             pass
+        elif self.run.model is None:
+            self.message.setText(NO_MODEL)
         elif image == "adversarial" and self.final is None:
             self.message.setText("waiting for the adversarial example …")
         elif method in EXPENSIVE_METHODS and not force:
@@ -283,7 +340,7 @@ class CamPanel(QWidget):
     def _show(self, key: Key) -> None:
         image, class_index, method, _ = key
         self.cam, self.cam_key = self.cams[key], key
-        names = self.run.model.class_names
+        names = self.class_names
         name = names[class_index] if 0 <= class_index < len(names) else ""
         self.views.show_cam(self.cam, f"{method}: {class_index} {name} ({image})")
         self.views.items["cam"].setOpacity(self.opacity.value() / 100)

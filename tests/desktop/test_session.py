@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
+from conftest import tiny_model
 from gse_desktop.main_window import MainWindow
 from gse_desktop.session import SessionError, load_session
 
@@ -69,6 +70,62 @@ def test_round_trip_shows_identical_views_and_numbers(qtbot, window, tmp_path):
     for position in positions:
         again.timeline.go(*position)
         assert_same(before[position], shown(again))
+
+
+def cam_shown(window):
+    """What the CAM panel shows: the CAM view and the image under it, the outline, the numbers, clusters, curve."""
+    panel = window.cam_panel
+    table = [[panel.cluster_view.item(r, c).text() for c in range(panel.cluster_view.columnCount())]
+             for r in range(panel.cluster_view.rowCount())]
+    return {"cam": window.views.items["cam"].image.copy(), "base": panel.base.image.copy(),
+            "outline": panel.outline.data.copy(), "numbers": panel.numbers.text(), "clusters": table,
+            "curve": [np.copy(a) for a in panel.l2_curve.getData() + panel.pixel_curve.getData()],
+            "title": window.views.plots["cam"].titleLabel.text, "opacity": window.views.items["cam"].opacity()}
+
+
+def test_a_reopened_session_shows_the_saved_cam_and_its_numbers(qtbot, window, tmp_path):
+    finished_run(qtbot, window)
+    panel = window.cam_panel
+    panel.class_combo.setCurrentIndex(1)  # the class after the attack, on the adversarial image
+    panel.image_combo.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: panel.cam_key is not None and panel.cam_key[:2] == ("adversarial", panel.class_combo
+                                                                                 .itemData(1)[1]), timeout=TIMEOUT)
+    panel.q_spin.setValue(30)
+    panel.opacity.setValue(40)
+    chosen = int(window.history.result.chosen_step[0])
+    positions = [(chosen, window.history.n_iterations(chosen) - 1), (window.history.steps[0], 0)]
+    window.timeline.go(*positions[0])
+    assert window.files.save_session(tmp_path / "cam.gses")
+    state = panel.state()
+    before = {}
+    for position in positions:
+        window.timeline.go(*position)
+        before[position] = cam_shown(window)
+    assert "IS of the result" in before[positions[0]]["numbers"] and before[positions[0]]["clusters"]
+    again = fresh_window(qtbot, tmp_path)  # its model loader fails the test
+    assert again.files.open_session(tmp_path / "cam.gses") and again.messages == []
+    restored = again.cam_panel
+    assert restored.state() == state
+    assert not again.cam_jobs.busy and not restored.compute_button.isEnabled()
+    for combo in (restored.method_combo, restored.layer_combo, restored.class_combo, restored.image_combo):
+        assert not combo.isEnabled() and "open the model" in combo.toolTip()
+    assert restored.q_spin.isEnabled() and restored.opacity.isEnabled()
+    for position in positions:
+        again.timeline.go(*position)
+        after = cam_shown(again)
+        for name, value in before[position].items():
+            if name == "curve":
+                assert all(np.array_equal(a, b) for a, b in zip(value, after[name])), position
+            elif isinstance(value, np.ndarray):
+                assert value.dtype == after[name].dtype and np.array_equal(value, after[name]), (name, position)
+            else:
+                assert value == after[name], (name, position)
+    again.controller.loader = lambda spec, device: tiny_model()
+    again.controls.run_button.click()  # with the model back, the pickers work again
+    qtbot.waitUntil(lambda: not again.controller.running and restored.cam is not None and not again.cam_jobs.busy,
+                    timeout=TIMEOUT)
+    assert restored.method_combo.isEnabled() and "open the model" not in restored.method_combo.toolTip()
+    assert restored.cam_key[2] == "GradCAM" and again.messages == []
 
 
 def test_a_reopened_session_saves_again_unchanged(qtbot, window, tmp_path):
