@@ -78,25 +78,29 @@ def _export_view(actions) -> None:
 
 
 def _export_figure(actions) -> None:
-    dialog = FigureDialog(actions.window.history.result is not None, actions.window)
-    if dialog.exec() != QDialog.DialogCode.Accepted:
-        return
-    options = dialog.options()
-    path = _save_path(actions.window, "Save composite figure", "figure" + options["suffix"],
-                      f"{options['suffix'][1:].upper()} (*{options['suffix']})")
-    if path:
+    chosen = _options_and_path(actions, FigureDialog(actions.window.history.result is not None, actions.window),
+                               "Save composite figure", "figure")
+    if chosen:
+        options, path = chosen
         actions.export_figure(path, options["panels"], options["which"], options["dpi"])
 
 
 def _export_animation(actions) -> None:
-    dialog = AnimationDialog(actions.window.history.steps, actions.window)
-    if dialog.exec() != QDialog.DialogCode.Accepted:
-        return
-    options = dialog.options()
-    path = _save_path(actions.window, "Save animation", "iterations" + options["suffix"],
-                      f"{options['suffix'][1:].upper()} (*{options['suffix']})")
-    if path:
+    chosen = _options_and_path(actions, AnimationDialog(actions.window.history.steps, actions.window),
+                               "Save animation", "iterations")
+    if chosen:
+        options, path = chosen
         actions.export_animation(path, options["step"], options["every"], options["fps"])
+
+
+def _options_and_path(actions, dialog: QDialog, title: str, stem: str) -> tuple[dict, str] | None:
+    """Run an options dialog, then ask for a file name with the chosen suffix; None when either is cancelled."""
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    options = dialog.options()
+    suffix = options["suffix"]
+    path = _save_path(actions.window, title, stem + suffix, f"{suffix[1:].upper()} (*{suffix})")
+    return (options, path) if path else None
 
 
 def _export_data(actions) -> None:
