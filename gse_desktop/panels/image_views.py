@@ -62,6 +62,8 @@ class ImageViews(pg.GraphicsLayoutWidget):
             self.plots[name], self.items[name] = plot, item
         self.delta_bar = self._colour_bar("perturbation", (-0.1, 0.1), "CET-D1", "δ", (0, 4))
         self.lambda_bar = self._colour_bar("lambda", (0, 1), "viridis", "log10 λ", (1, 2))
+        for column in {c for _, c in CELLS.values()}:  # the view columns share the width equally
+            self.ci.layout.setColumnStretchFactor(column, 1)
         self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
