@@ -131,6 +131,9 @@ class FileActions(QObject):
         try:
             source = self.session.source_png if self.session else images.encode_png16(
                 read_image(info["image_path"]).transpose(2, 0, 1))
+            shown = self.window.views.frame
+            if shown is not None:  # reopening shows the same iteration
+                info = {**info, "shown": [shown.step, shown.iteration]}
             save_session(path, Session(self.window.history, self._image(), source, info, self._cam_array()))
         except (ImageError, OSError, ValueError) as error:
             return self._fail(f"session not saved: {error}")
@@ -163,7 +166,7 @@ class FileActions(QObject):
             target = info["label"] if info["targeted"] else None
             run = RunInfo.ended(None, session.image, session.history, info["clean_class"], target)
             cam.restore(info.get("cam") or {}, session.cam, run, info["class_names"])
-        w.show_history(session.history)
+        w.show_history(session.history, info.get("shown"))
         self.session = session
         return self._done(f"session {Path(path).name}: {info['image_name']}, {info['model_name']}, "
                           f"{len(session.history)} iterations")

@@ -376,8 +376,9 @@ class MainWindow(QMainWindow):
         self.plots.set_cursor(index)
         self.timeline.set_position(step, index, frame.phase)
 
-    def show_history(self, history: RunHistory) -> None:
-        """Show a finished run that did not come from the worker (a reopened session) at its chosen or last step."""
+    def show_history(self, history: RunHistory, shown: list[int] | None = None) -> None:
+        """Show a run that did not come from the worker (a reopened session) at `shown` (step, iteration) when
+        given and present, else at the last iteration of its chosen (or last) step."""
         self.history = history
         self._plotted_step, self._n_steps_shown = None, -1
         result = history.result
@@ -386,6 +387,9 @@ class MainWindow(QMainWindow):
         self.timeline.follow.setChecked(False)
         self.progress.setRange(0, len(history))
         self._redraw()
+        if shown is not None and shown[0] in history.steps and 0 <= shown[1] < history.n_iterations(shown[0]):
+            self.show_snapshot(*shown)
+            return
         step = chosen if chosen >= 0 else history.latest()[0]
         self.show_snapshot(step, history.n_iterations(step) - 1)
 

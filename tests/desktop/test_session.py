@@ -210,3 +210,16 @@ def test_nothing_to_save_before_a_run(window, tmp_path):
     assert not window.files.save_session(tmp_path / "x.gses")
     assert window.messages and "run the attack first" in window.messages[0]
     assert not (tmp_path / "x.gses").exists()
+
+
+def test_a_session_reopens_at_the_iteration_shown_when_saved(qtbot, window, tmp_path):
+    finished_run(qtbot, window)
+    step = window.history.steps[0]
+    position = (step, window.history.n_iterations(step) // 2)
+    window.timeline.go(*position)
+    path = tmp_path / "here.gses"
+    assert window.files.save_session(path)
+    again = fresh_window(qtbot, tmp_path)
+    assert again.files.open_session(path), again.messages
+    assert (again.views.frame.step, again.views.frame.iteration) == position
+    assert_same(shown(window), shown(again))
