@@ -126,6 +126,8 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor, bounds: tuple[floa
     lo, hi = float(images.min()), float(images.max())
     if not (bounds[0] <= lo and hi <= bounds[1]):
         raise ValueError(f"images must lie in [{bounds[0]:g}, {bounds[1]:g}] (found values in [{lo:g}, {hi:g}])")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError("labels must be an integer tensor of class indices")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(f"labels must have shape [{images.shape[0]}], got {list(labels.shape)}")
 
@@ -133,8 +135,11 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor, bounds: tuple[floa
 def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool, p: GSEParams, trace: bool,
          bounds: tuple[float, float]):
     start = time.perf_counter()
-    if model.training:
+    if any(module.training for module in model.modules()):
         raise ValueError("the model must be in eval mode (BatchNorm/Dropout would couple the images: pitfall 14)")
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.device != x.device:
+        raise ValueError(f"the images are on {x.device} but the model is on {parameter.device}")
     net = _Model(model, targeted, p.kappa)
     n, c = x.shape[:2]
     logits0, leaf0 = net.forward(x)
@@ -157,8 +162,8 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
 
     x_adv = state.best
     return GSEResult(
-        x_adv=x_adv, delta=x_adv - x, success=state.chosen >= 0, adv_pred=state.best_pred.cpu().numpy(),
-        chosen_step=state.chosen, lambda0=state.lambda0.cpu().numpy(), steps=tuple(steps),
+        x_adv=x_adv, delta=x_adv - x, success=frozen_array(state.chosen >= 0), adv_pred=_np(state.best_pred),
+        chosen_step=frozen_array(state.chosen.copy()), lambda0=_np(state.lambda0), steps=tuple(steps),
         n_forward_backward=net.n_forward_backward, n_forward=net.n_forward, time_s=time.perf_counter() - start)
 
 

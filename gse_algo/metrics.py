@@ -41,6 +41,7 @@ def d20(delta: torch.Tensor | np.ndarray, patch: int = PATCH) -> torch.Tensor:
     """Number of patch x patch windows (stride 1, 'valid') containing a changed pixel; exact, mask based.
 
     Max-pooling the binary mask marks every window holding a changed pixel (spec 2.6: no conv round-off).
+    Images smaller than the patch use one window as large as the image (the official code fails there).
     Returns an int64 tensor [B] on delta's device.
     """
     mask = changed_mask(delta).unsqueeze(1).float()
@@ -92,6 +93,7 @@ def interpretability_score(model: torch.nn.Module, x: torch.Tensor, delta: torch
     In untargeted runs pass the class after the attack as `targets` (the issue's convention).
     """
     asm = adversarial_saliency(model, x, true_labels, targets)
+    delta = _tensor(delta).to(x.device)
     out = np.full((x.shape[0], len(percentiles)), np.nan)
     for b in range(x.shape[0]):
         norm = delta[b].double().norm()

@@ -219,3 +219,13 @@ def test_float32_snapshots_are_independent_copies():
     for a, b in zip(first_step, first_step[1:]):
         assert not np.array_equal(a.lambda_map, b.lambda_map)
         assert not a.lambda_map.flags.writeable and not a.delta.values.flags.writeable
+
+
+def test_a_submodule_in_training_mode_or_float_labels_are_refused():
+    model = SmoothNet().eval()
+    model.conv.train()
+    x = images(1)
+    with pytest.raises(ValueError, match="eval mode"):
+        gse_attack(model, x, torch.tensor([0]))
+    with pytest.raises(ValueError, match="integer tensor"):
+        gse_attack(model.eval(), x, torch.tensor([0.0]))
