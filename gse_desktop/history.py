@@ -19,12 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from gse_algo import metrics
 from gse_algo.snapshot import GSEResult, Snapshot, StepRecord
 
 SERIES = ("cw_loss", "l2", "acp", "anc", "margin")
+# the per-image values kept from each snapshot (derived ones are added by `derived`)
+SCALARS = ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_probs", "success", "active")
 
 
 def derived(snap: Snapshot) -> dict[str, np.ndarray]:
@@ -32,14 +33,12 @@ def derived(snap: Snapshot) -> dict[str, np.ndarray]:
 
     d2,0 is only needed for a step's success (the outer search table), so it is only computed there.
     """
-    mask = snap.delta.mask()
+    mask = snap.delta.mask()[:, None]  # [B,1,H,W]: the metrics take any [B,C,H,W] perturbation
     success = np.asarray(snap.success, dtype=bool)
     d20 = np.full(len(mask), -1, dtype=np.int64)
     if success.any():
-        d20[success] = metrics.d20(mask[success][:, None]).numpy()
-    return {"acp": mask.reshape(len(mask), -1).sum(axis=1),
-            "anc": np.array([ndimage.label(m)[1] for m in mask]),  # 4-connected clusters, as metrics.anc
-            "d20": d20}
+        d20[success] = metrics.d20(mask[success]).numpy()
+    return {"acp": metrics.acp(mask), "anc": metrics.anc(mask), "d20": d20}
 
 
 @dataclass(frozen=True)
@@ -113,8 +112,7 @@ class RunHistory:
         if self._last_pixels is not None and np.array_equal(pixels, self._last_pixels):
             pixels = self._last_pixels
         self._last_pixels = pixels
-        scalars = {name: np.array(getattr(snap, name)) for name in
-                   ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_probs", "success", "active")}
+        scalars = {name: np.array(getattr(snap, name)) for name in SCALARS}
         scalars.update(extra if extra is not None else derived(snap))
         packed = _Packed(snap.step, snap.iteration, snap.phase, pixels, snap.delta.values,
                          self._lambda(snap.lambda_map), self._frozen(snap.frozen), scalars)
@@ -224,44 +222,29 @@ class RunHistory:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every snapshot as plain numeric arrays (saved without pickle); `from_arrays` rebuilds an equal history.
-        Supports, lambda maps and frozen regions are written once per change, as they are kept in memory."""
-        keys = [(step, j) for step in self.steps for j in range(self.n_iterations(step))]
-        if not keys:
+        Supports, lambda maps and frozen regions are written once per change, as they are shared in memory."""
+        packed = [p for step in self.steps for p in self._steps[step]]
+        if not packed:
             return {"shape": np.zeros(0, np.int64)}
         b, c, h, w = self._shape
-        supports, values, lambdas, frozens = [], [], [], []
+        shared: dict[str, list[np.ndarray]] = {"support": [], "lambda": [], "frozen": []}
         index: dict[str, list[int]] = {"support": [], "lambda": [], "frozen": []}
-        phases = []
-        scalars: dict[str, list[np.ndarray]] = {}
-        for step, j in keys:
-            f = self.frame(step, j)
-            pixels = np.flatnonzero(f.mask).astype(np.int32)
-            if not supports or not np.array_equal(pixels, supports[-1]):
-                supports.append(pixels)
-            values.append(f.delta.transpose(0, 2, 3, 1).reshape(-1, c)[pixels])
-            log_lambda = f.log10_lambda.astype(np.float16)
-            if not lambdas or not np.array_equal(log_lambda, lambdas[-1], equal_nan=True):
-                lambdas.append(log_lambda)
-            if f.phase == 2:
-                bits = np.packbits(f.frozen)
-                if not frozens or not np.array_equal(bits, frozens[-1]):
-                    frozens.append(bits)
-            phases.append(f.phase)
-            index["support"].append(len(supports) - 1)
-            index["lambda"].append(len(lambdas) - 1)
-            index["frozen"].append(len(frozens) - 1 if f.phase == 2 else -1)
-            for name in ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_probs", "success",
-                         "active"):
-                scalars.setdefault(name, []).append(getattr(f, name))
+        for p in packed:
+            for name, stored in (("support", p.pixels), ("lambda", p.log_lambda), ("frozen", p.frozen_bits)):
+                if stored is not None and (not shared[name] or stored is not shared[name][-1]):
+                    shared[name].append(stored)
+                index[name].append(-1 if stored is None else len(shared[name]) - 1)
+        supports, frozens = shared["support"], shared["frozen"]
         frozen_bits = np.stack(frozens) if frozens else np.zeros((0, (b * h * w + 7) // 8), np.uint8)
         return {"shape": np.array([b, c, h, w], np.int64),
-                "step": np.array([k[0] for k in keys], np.int32), "iteration": np.array([k[1] for k in keys], np.int32),
-                "phase": np.array(phases, np.int8),
+                "step": np.array([p.step for p in packed], np.int32),
+                "iteration": np.array([p.iteration for p in packed], np.int32),
+                "phase": np.array([p.phase for p in packed], np.int8),
                 **{name: np.array(v, np.int32) for name, v in index.items()},
                 "support_sizes": np.array([len(s) for s in supports], np.int64),
-                "support_pixels": np.concatenate(supports), "values": np.concatenate(values),
-                "log10_lambda": np.stack(lambdas), "frozen_bits": frozen_bits,
-                **{f"scalar_{name}": np.stack(v) for name, v in scalars.items()}}
+                "support_pixels": np.concatenate(supports), "values": np.concatenate([p.values for p in packed]),
+                "log10_lambda": np.stack(shared["lambda"]), "frozen_bits": frozen_bits,
+                **{f"scalar_{name}": np.stack([p.scalars[name] for p in packed]) for name in SCALARS}}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "RunHistory":
