@@ -21,6 +21,7 @@ _OFFICIAL = {
     ("imagenet_adv", False): (0.0005, 0.75, 150, 0.9),
 }
 PRESETS = ("cifar10", "imagenet", "imagenet_adv")
+PRESET_FIELDS = ("mu", "sigma", "k_hat", "q")  # what a preset sets; the rest are shared defaults
 
 
 def mu_from_official(mu_n: float) -> float:
@@ -89,6 +90,11 @@ class GSEParams:
         mu_n, sigma_n, k_hat, q = _OFFICIAL[(names[key[0]], key[1])]
         base = cls(mu=mu_from_official(mu_n), sigma=sigma_from_official(sigma_n), k_hat=k_hat, q=q)
         return base.replace(**overrides) if overrides else base
+
+    def with_preset(self, name: str, targeted: bool = False) -> "GSEParams":
+        """These settings with the preset's mu, sigma, k_hat and q (the other fields are kept)."""
+        base = GSEParams.preset(name, targeted)
+        return dataclasses.replace(self, **{field: getattr(base, field) for field in PRESET_FIELDS})
 
     def replace(self, **changes: float) -> "GSEParams":
         """A copy with some fields changed; string values are converted to the field's type."""

@@ -23,9 +23,8 @@ from gse_algo import export, figures, images, metrics
 from gse_algo.images import ImageError, read_image
 from gse_desktop.history import Frame
 from gse_desktop.panels.cam_panel import RunInfo
-from gse_desktop.panels.controls import AUTO
 from gse_desktop.session import Session, SessionError, load_session, save_session
-from gse_desktop.worker import auto_preset
+from gse_desktop.worker import resolve_preset
 
 CHOSEN = "chosen"  # figure/data iteration: the engine's returned example (else "shown" or a (step, iteration))
 SHOWN = "shown"
@@ -51,7 +50,7 @@ class FileActions(QObject):
         preset = c.preset()
         self.session = None
         self._run = {"image_path": self.window.image_path, "model_spec": c.model_spec(),
-                     "preset": auto_preset(prepared.model.input_size) if preset == AUTO else preset,
+                     "preset": resolve_preset(preset, prepared.model.input_size),
                      "device": c.device_combo.currentText()}
 
     def _cam(self):

@@ -31,9 +31,17 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+AUTO = "auto"  # the preset that follows the model's input size
+
+
 def auto_preset(input_size: tuple[int, int]) -> str:
     """'cifar10' for small (<= 64 px) inputs, else 'imagenet'."""
     return "cifar10" if max(input_size) <= 64 else "imagenet"
+
+
+def resolve_preset(preset: str, input_size: tuple[int, int]) -> str:
+    """The preset a run uses: AUTO becomes the one for the model's input size."""
+    return auto_preset(input_size) if preset == AUTO else preset
 
 
 @dataclass
@@ -142,9 +150,7 @@ class AttackWorker(QObject):
         label = model.class_index(req.target) if targeted else clean
         params = req.params
         if req.preset is not None:
-            name = auto_preset(model.input_size) if req.preset == "auto" else req.preset
-            base = GSEParams.preset(name, targeted=targeted)
-            params = params.replace(mu=base.mu, sigma=base.sigma, k_hat=base.k_hat, q=base.q)
+            params = params.with_preset(resolve_preset(req.preset, model.input_size), targeted)
         self._emit("prepared", Prepared(model, x[0].permute(1, 2, 0).cpu().numpy().copy(), label, clean, targeted,
                                         top.indices.cpu().numpy(), top.values.cpu().numpy(), params))
         if self.stop_event.is_set():

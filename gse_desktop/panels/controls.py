@@ -10,7 +10,8 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubl
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMenu, QPushButton,
                                QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
-from gse_algo.params import PRESETS, GSEParams
+from gse_algo.params import PRESET_FIELDS, PRESETS, GSEParams
+from gse_desktop.worker import AUTO
 
 # name -> (tooltip, minimum, maximum, decimals or None for integers)
 PARAMS = {
@@ -27,8 +28,6 @@ PARAMS = {
     "blur_sigma": ("Gaussian blur sigma of the lambda update.", 1e-3, 100, 3),
     "kappa": ("Confidence margin of the CW loss max(0, margin + kappa).", 0, 1e6, 3),
 }
-PRESET_FIELDS = ("mu", "sigma", "k_hat", "q")
-AUTO = "auto"
 CUSTOM = "custom"
 
 

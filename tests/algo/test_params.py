@@ -29,3 +29,10 @@ def test_replace_converts_strings_and_rejects_nonsense():
             GSEParams().replace(**bad)
     with pytest.raises(ValueError, match="unknown preset"):
         GSEParams.preset("mnist")
+
+
+def test_with_preset_sets_only_the_preset_fields():
+    mine = GSEParams(iters=30, search_steps=3, kappa=0.5)
+    p = mine.with_preset("cifar10", targeted=True)
+    assert (p.mu, p.sigma, p.k_hat, p.q) == (4.0, 0.005 / 4, 50, 0.25)
+    assert (p.iters, p.search_steps, p.kappa) == (30, 3, 0.5)
