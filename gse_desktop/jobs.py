@@ -35,6 +35,12 @@ class Final:
     delta: np.ndarray  # float32 [C,H,W], adversarial - clean
     scores: np.ndarray  # IS per percentile of metrics.IS_PERCENTILES (NaN where delta = 0)
 
+    @classmethod
+    def from_delta(cls, clean: np.ndarray, delta: np.ndarray, scores: np.ndarray) -> "Final":
+        """From the clean image [H,W,3] and the returned perturbation [C,H,W]."""
+        delta = np.asarray(delta, np.float32)
+        return cls((clean + delta.transpose(1, 2, 0)).astype(np.float32), delta, np.asarray(scores))
+
 
 def _tensor(image: np.ndarray, model) -> torch.Tensor:
     """[H,W,3] NumPy image -> [3,H,W] float32 tensor on the model's device."""
@@ -63,8 +69,7 @@ def final_task(model, clean: np.ndarray, delta: torch.Tensor | np.ndarray, clean
         x = _tensor(clean, model)
         labels = torch.tensor([clean_class, goal], device=x.device)
         scores = metrics.interpretability_score(model.model, x[None], d[None], labels[:1], labels[1:])[0]
-        d_np = d.cpu().numpy()
-        return Final((clean + d_np.transpose(1, 2, 0)).astype(np.float32), d_np, np.asarray(scores))
+        return Final.from_delta(clean, d.cpu().numpy(), scores)
 
     return task
 

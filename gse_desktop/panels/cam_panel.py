@@ -52,9 +52,10 @@ class RunInfo:
     def ended(cls, model: object, clean: np.ndarray, history: RunHistory, clean_class: int,
               target: int | None) -> RunInfo:
         """The run in `history`: its result when it finished, else its latest iterate (a stopped run)."""
-        result, last = history.result, history.frame(*history.latest())
+        result = history.result
         if result is not None:
             return cls(model, clean, history, clean_class, int(result.adv_pred[0]), target, result.delta)
+        last = history.frame(*history.latest())
         return cls(model, clean, history, clean_class, int(last.pred[0]), target, last.delta)
 
 
@@ -209,10 +210,8 @@ class CamPanel(QWidget):
         self.run, self.class_names = run, list(class_names)
         scores = state.get("interpretability_score") or {}
         if scores:
-            delta = np.asarray(run.delta[0], np.float32)
-            self.final = Final((run.clean + delta.transpose(1, 2, 0)).astype(np.float32), delta,
-                               np.array([math.nan if scores.get(str(p)) is None else scores[str(p)]
-                                         for p in IS_PERCENTILES]))
+            self.final = Final.from_delta(run.clean, run.delta[0], [math.nan if scores.get(str(p)) is None
+                                                                    else scores[str(p)] for p in IS_PERCENTILES])
         saved_role = (state.get("class_role"), state.get("class_index"))
         role = saved_role if None not in saved_role else ("clean", run.clean_class)
         layer = state.get("layer") or ""

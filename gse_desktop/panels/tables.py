@@ -41,12 +41,11 @@ class TopTable(QTableWidget):
         setup_table(self, ["before", "p", "now", "p"])
         self.setRowCount(5)
         self.names: list[str] = []
-        self.before: tuple[np.ndarray, np.ndarray] | None = None
         self.label: int = -1
 
     def set_before(self, classes: np.ndarray, probs: np.ndarray, names: list[str], label: int) -> None:
         """The clean prediction; `label` is the class the attack moves away from / towards (highlighted)."""
-        self.names, self.before, self.label = list(names), (classes, probs), label
+        self.names, self.label = list(names), label
         self._column(0, classes, probs)
         self._column(2, classes[:0], probs[:0])
 
