@@ -219,7 +219,10 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
     if panels:
         data = figures.FigureData(x=record["x"], x_adv=record["x_adv"], mask=mask, lambda_map=record["lambda_map"],
                                   cam=arrays.get("cam"),
-                                  captions=figures.run_captions(m, args.cam, record["lambda_map"]),
+                                  captions=figures.run_captions(
+                                      m, figures.cam_caption(args.cam, m["clean"]["name"],
+                                                             m["interpretability_score"]["70"]),
+                                      record["lambda_map"]),
                                   title=figures.run_title(m))
         fig = figures.composite_figure(data, panels)
         figures.save_figure(fig, folder / "figure.png", dpi=args.dpi, metadata=info)

@@ -284,16 +284,26 @@ def run_title(m: dict) -> str:
     return f"GSE on {Path(m['image']).name}: {m['model']}, {goal}, preset {m['preset']} — {outcome}"
 
 
-def run_captions(m: dict, cam_method: str, lambda_map: np.ndarray) -> dict[str, str]:
-    """Panel captions from a run's metrics record: classes, metrics in [0,1] units, where the lambda map comes from."""
-    is70 = m["interpretability_score"]["70"]
+def cam_caption(method: str, class_name: str | None = None, is70: float | None = None, image: str | None = None) -> str:
+    """The CAM panel's caption: method, class, the image it was computed on, and IS(70) when known."""
+    text = method + (f" of {class_name}" if class_name else "") + (f" ({image} image)" if image else "")
+    return text + (f"\nIS(70) = {is70:.2f}" if is70 is not None and is70 == is70 else "")
+
+
+def run_captions(m: dict, cam: str, lambda_map: np.ndarray) -> dict[str, str]:
+    """Panel captions from a run's metrics record: classes, metrics in [0,1] units, where the lambda map comes from.
+
+    `cam` is the CAM panel's caption (`cam_caption`); the 8-bit line is left out when `fools_at_8bit` is None.
+    """
     shown = m["figure_iterate"]
+    fools = m["fools_at_8bit"]
     return {
         "original": _class(m["clean"]),
-        "adversarial": _class(m["adversarial"]) + f"\n8-bit PNG still fools: {'yes' if m['fools_at_8bit'] else 'no'}",
+        "adversarial": _class(m["adversarial"])
+                       + ("" if fools is None else f"\n8-bit PNG still fools: {'yes' if fools else 'no'}"),
         "perturbation": f"l2 = {m['l2']:.3g} ([0,1] units)\nstrongest channel, colour ~ sqrt",
         "mask": f"ACP = {m['acp']} px, ANC = {m['anc']}\nd2,0 = {m['d20']}",
         "lambda": f"search step {shown['step']}, iteration {shown['iteration']}"
                   + ("\ngrey: +inf" if np.isinf(lambda_map).any() else ""),
-        "cam": f"{cam_method} of {m['clean']['name']}\nIS(70) = {is70:.2f}" if is70 == is70 else cam_method,
+        "cam": cam,
     }

@@ -229,9 +229,7 @@ class FileActions(QObject):
         lambda_map = (10.0 ** frame.log10_lambda[0].astype(np.float64)).astype(np.float32)
         cam_map = self._cam_array()
         m = self._summary(info, frame, x, x_adv, which)
-        captions = figures.run_captions(m, "CAM", lambda_map)
-        captions["adversarial"] = captions["adversarial"].splitlines()[0]  # the 8-bit check needs the model
-        captions["cam"] = _cam_caption(info.get("cam"), info["class_names"], m)
+        captions = figures.run_captions(m, _cam_caption(info.get("cam"), info["class_names"]), lambda_map)
         data = figures.FigureData(x=x, x_adv=x_adv, mask=frame.mask[0], lambda_map=lambda_map, cam=cam_map,
                                   captions=captions, title=figures.run_title(m))
         return data, frame, m
@@ -327,17 +325,14 @@ class FileActions(QObject):
         return self._done(f"adv.png, arrays.npz and metrics.json written to {folder}")
 
 
-def _cam_caption(state: dict | None, names: list[str], m: dict) -> str:
-    """Method, class and IS(70) of the CAM panel's settings (as gse-attack words its CAM caption)."""
+def _cam_caption(state: dict | None, names: list[str]) -> str:
+    """figures.cam_caption from the CAM panel's settings (saved in a session, so possibly damaged)."""
     state = state if isinstance(state, dict) else {}
     index = state.get("class_index")
-    text = str(state.get("method") or "CAM")
-    if isinstance(index, int) and 0 <= index < len(names):
-        text += f" of {names[index]}"
-    if state.get("image"):
-        text += f" ({state['image']} image)"
     is70 = (state.get("interpretability_score") or {}).get("70")
-    return text + (f"\nIS(70) = {is70:.2f}" if isinstance(is70, (int, float)) else "")
+    return figures.cam_caption(str(state.get("method") or "CAM"),
+                               names[index] if isinstance(index, int) and 0 <= index < len(names) else None,
+                               is70 if isinstance(is70, (int, float)) else None, state.get("image"))
 
 
 def _qimage_png(image) -> bytes:
