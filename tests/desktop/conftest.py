@@ -13,6 +13,27 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from gse_algo.models import LoadedModel, Normalized  # noqa: E402
 
 SIZE = 16
+TIMEOUT = 20000  # ms for a run of the tiny model (and its CAM jobs) to end
+
+
+def run_to_end(qtbot, window) -> None:
+    """Press Run and wait until the run is over."""
+    window.controls.run_button.click()
+    assert window.controller.running
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
+
+
+def wait_idle(qtbot, window) -> None:
+    """The run and every model job after it are over; the CAM panel shows a CAM."""
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: window.cam_panel.final is not None and window.cam_panel.cam is not None
+                    and not window.cam_jobs.busy, timeout=TIMEOUT)
+
+
+def finished_run(qtbot, window) -> None:
+    """Press Run and wait for a run that finished with a result and no error message."""
+    run_to_end(qtbot, window)
+    assert window.history.result is not None and window.messages == []
 
 
 def tiny_model() -> LoadedModel:

@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QDialog, QFileDialog
 
+from conftest import finished_run
 from gse_algo.images import read_image
 from gse_desktop import export_dialog
 from gse_desktop.export import CHOSEN
 
-TIMEOUT = 20000
 PROVENANCE = ("Software", "Creation Time", "Model", "Parameters", "Iteration")
 
 
@@ -20,9 +20,7 @@ PROVENANCE = ("Software", "Creation Time", "Model", "Parameters", "Iteration")
 def done(qtbot, window):
     """The window after a finished two-step run, shown at the chosen result."""
     window.controls.spins["search_steps"].setValue(2)
-    window.controls.run_button.click()
-    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
-    assert window.history.result is not None and window.messages == []
+    finished_run(qtbot, window)
     return window
 
 

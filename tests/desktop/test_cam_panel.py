@@ -10,19 +10,11 @@ import torch
 
 import gse_desktop.jobs as jobs_module
 from gse_algo.cam import compute_cam
-from conftest import tiny_model
-
-TIMEOUT = 20000
+from conftest import TIMEOUT, tiny_model, wait_idle
 
 
-def wait_idle(qtbot, window):
-    """The run and every model job after it are over; the panel shows a CAM."""
-    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: window.cam_panel.final is not None and window.cam_panel.cam is not None
-                    and not window.cam_jobs.busy, timeout=TIMEOUT)
 
-
-def run_to_end(qtbot, window):
+def run_and_wait_idle(qtbot, window):
     window.controls.run_button.click()
     wait_idle(qtbot, window)
 
@@ -45,7 +37,7 @@ def select(combo, data):
 
 
 def test_after_a_run_the_clean_gradcam_appears_with_is(qtbot, window):
-    run_to_end(qtbot, window)
+    run_and_wait_idle(qtbot, window)
     panel, p, result = window.cam_panel, window.prepared, window.history.result
     shown = window.views.items["cam"].image
     assert shown.shape == (16, 16) and 0 <= shown.min() and shown.max() <= 1
@@ -66,7 +58,7 @@ def test_after_a_run_the_clean_gradcam_appears_with_is(qtbot, window):
 
 
 def test_changing_method_class_and_image_recomputes(qtbot, window):
-    run_to_end(qtbot, window)
+    run_and_wait_idle(qtbot, window)
     panel, model = window.cam_panel, window.prepared.model
     select(panel.method_combo, "GradCAM++")
     qtbot.waitUntil(lambda: panel.cam_key[2] == "GradCAM++", timeout=TIMEOUT)
@@ -90,7 +82,7 @@ def test_the_shown_iteration_drives_outline_overlap_clusters_and_curve(qtbot, wi
     window.controls.spins["sigma"].setValue(0.1)
     window.controls.spins["k_hat"].setValue(10)
     window.controls.spins["search_steps"].setValue(7)  # late steps have a large lambda: a sparse, growing support
-    run_to_end(qtbot, window)
+    run_and_wait_idle(qtbot, window)
     panel, history = window.cam_panel, window.history
     step = max(history.steps, key=lambda s: (history.frame(s, 0).mask.sum() < 64, history.n_iterations(s)))
     last = history.n_iterations(step) - 1
@@ -128,7 +120,7 @@ def slow_cams(monkeypatch):
 
 
 def test_cancelling_an_expensive_method_leaves_the_app_usable(qtbot, window, slow_cams):
-    run_to_end(qtbot, window)
+    run_and_wait_idle(qtbot, window)
     panel = window.cam_panel
     select(panel.method_combo, "ScoreCAM")
     assert not window.cam_jobs.busy and "press Compute" in panel.message.text()  # not computed on its own
@@ -142,7 +134,7 @@ def test_cancelling_an_expensive_method_leaves_the_app_usable(qtbot, window, slo
     assert all(key[2] != "ScoreCAM" for key in panel.cams) and panel.cam_key[2] == "GradCAM"
     select(panel.method_combo, "LayerCAM")
     qtbot.waitUntil(lambda: panel.cam_key[2] == "LayerCAM", timeout=TIMEOUT)
-    run_to_end(qtbot, window)  # a new run gets its default CAM as before
+    run_and_wait_idle(qtbot, window)  # a new run gets its default CAM as before
     assert panel.cam_key == ("clean", window.prepared.clean_class, "GradCAM", "0") and window.messages == []
 
 
@@ -169,7 +161,7 @@ def test_no_cam_job_runs_while_an_attack_runs(qtbot, window, slow_cams):
         return model
 
     window.controller.loader = loader
-    run_to_end(qtbot, window)
+    run_and_wait_idle(qtbot, window)
     select(window.cam_panel.method_combo, "ScoreCAM")
     window.cam_panel.compute_button.click()
     qtbot.waitUntil(lambda: window.cam_panel.progress.value() > 0, timeout=TIMEOUT)

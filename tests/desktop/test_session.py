@@ -7,18 +7,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from conftest import tiny_model
+from conftest import TIMEOUT, finished_run, tiny_model, wait_idle
 from gse_desktop.main_window import MainWindow
 from gse_desktop.session import SessionError, load_session
-
-TIMEOUT = 20000
-
-
-def finished_run(qtbot, window):
-    window.controls.run_button.click()
-    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
-    assert window.history.result is not None and window.messages == []
-
 
 def fresh_window(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat)
@@ -85,6 +76,7 @@ def cam_shown(window):
 
 def test_a_reopened_session_shows_the_saved_cam_and_its_numbers(qtbot, window, tmp_path):
     finished_run(qtbot, window)
+    wait_idle(qtbot, window)  # the panel resets its pickers when the run hands over: only change them after
     panel = window.cam_panel
     panel.class_combo.setCurrentIndex(1)  # the class after the attack, on the adversarial image
     panel.image_combo.setCurrentIndex(1)

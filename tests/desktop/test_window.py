@@ -6,16 +6,8 @@ from PySide6.QtCore import QSettings, Qt
 
 from gse_algo.images import DEFAULT_IMAGE
 from gse_algo.models import DEFAULT_MODEL, ModelError
+from conftest import TIMEOUT, run_to_end
 from gse_desktop.main_window import MainWindow
-
-TIMEOUT = 20000
-
-
-def run_to_end(qtbot, window):
-    window.controls.run_button.click()
-    assert window.controller.running
-    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
-
 
 def test_starts_with_default_image_and_model_without_loading_it(qtbot, tmp_path):
     loads = []
