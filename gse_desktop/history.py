@@ -140,6 +140,11 @@ class RunHistory:
 
     # -- reading ---------------------------------------------------------------------------------------------
     @property
+    def shape(self) -> tuple[int, int, int, int] | None:
+        """[B,C,H,W] of the stored perturbations (None while empty)."""
+        return self._shape
+
+    @property
     def steps(self) -> list[int]:
         return sorted(self._steps)
 

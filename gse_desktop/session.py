@@ -124,7 +124,7 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes) -> Sess
         raise ValueError(f"the image array has shape {image.shape} and dtype {image.dtype}, not float32 [H,W,3]")
     if not len(history):
         raise ValueError("the session holds no iterations")
-    if history.frame(*history.latest()).delta.shape[-2:] != image.shape[:2]:
+    if history.shape[-2:] != image.shape[:2]:
         raise ValueError("the trace and the image have different sizes")
     cam = arrays.get("cam")
     if cam is not None and cam.shape != image.shape[:2]:
