@@ -31,19 +31,14 @@ from pytorch_grad_cam.utils.find_layers import replace_layer_recursive
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
 
-CAM_METHODS: dict[str, type[BaseCAM]] = {
-    "GradCAM": GradCAM,
-    "GradCAM++": GradCAMPlusPlus,
-    "XGradCAM": XGradCAM,
-    "HiResCAM": HiResCAM,
-    "LayerCAM": LayerCAM,
-    "EigenCAM": EigenCAM,  # class-agnostic: the first principal component of the activations
-    "ScoreCAM": ScoreCAM,
-    "AblationCAM": AblationCAM,
-}
-# One forward pass per channel of the target layer. AblationCAM weights are (score - ablated) / score, so they
-# flip sign when the class score (logit) is negative: grad-cam's formula, kept as is.
-EXPENSIVE_METHODS = {"ScoreCAM", "AblationCAM"}
+from gse_algo.defaults import CAM_METHOD_NAMES, EXPENSIVE_METHODS
+
+CAM_METHODS: dict[str, type[BaseCAM]] = dict(zip(CAM_METHOD_NAMES, (
+    GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM,
+    EigenCAM,  # class-agnostic: the first principal component of the activations
+    ScoreCAM, AblationCAM)))
+# EXPENSIVE_METHODS (gse_algo.defaults): one forward pass per channel of the target layer. AblationCAM weights are
+# (score - ablated) / score, so they flip sign when the class score (logit) is negative: grad-cam's formula, kept.
 RESHAPES = ("vit",)
 _GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 

@@ -15,7 +15,7 @@ import torch
 from gse_algo import export, figures, images, metrics, models
 from gse_algo.attack import iterate_gse
 from gse_algo.cam import CAM_METHODS, compute_cam
-from gse_algo.params import PRESETS, GSEParams
+from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
 
 UNITS = "[0,1] pixel space: l2 is half the value in the paper's [-1,1] units; acp, anc, d20 are counts"
 
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = parse_settings(args.set)
     loaded = models.load_model(args.model, device=device)
     target = loaded.class_index(args.target) if args.target is not None else None
-    preset = args.preset or ("imagenet" if min(loaded.input_size) >= 64 else "cifar10")
+    preset = resolve_preset(args.preset or AUTO, loaded.input_size)
     params = GSEParams.preset(preset, targeted=target is not None).replace(**settings)
     paths = [Path(p) for p in args.images] or [images.DEFAULT_IMAGE]
     inputs = [images.load_image(p, loaded.input_size) for p in paths]  # every file checked before any attack

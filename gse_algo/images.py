@@ -21,21 +21,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
+from gse_algo.defaults import DEFAULT_IMAGE, RESOURCES, example_images  # noqa: F401 (re-exported)
+
 MAX_PIXELS = 100_000_000  # width x height above which a file is refused, checked on the header before decoding
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-DEFAULT_IMAGE = RESOURCES / "coffee.jpg"  # MobileNetV2: espresso, p = 0.985
-EXAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageError(Exception):
     """An image file that cannot be used; the message names the file and says why."""
-
-
-def example_images() -> list[Path]:
-    """The bundled example photos, the default first, then the rest by name."""
-    found = sorted(p for p in RESOURCES.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
-    return sorted(found, key=lambda p: p != DEFAULT_IMAGE)  # stable: the default first, the rest stay sorted
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from gse_algo.defaults import IS_PERCENTILES
+
 PATCH = 8  # d_{2,0} window size (spec 2.2)
-IS_PERCENTILES = (50, 60, 70, 80, 90)
 
 
 def _tensor(a: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -36,9 +36,10 @@ import torchvision
 from torch import nn
 
 from gse_algo import offline_weights
+from gse_algo.classes import ClassLookupError, find_class
+from gse_algo.defaults import DEFAULT_MODEL
 from gse_algo.resnet20 import CIFAR10_CLASSES, CONVENTIONS, ResNet20
 
-DEFAULT_MODEL = "mobilenet_v2"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Torchvision names whose default here differs from torchvision's DEFAULT (the one that ships for offline use).
@@ -87,24 +88,10 @@ class LoadedModel:
 
     def class_index(self, cls: int | str) -> int:
         """A class index, or a class name (case-insensitive), or an index written as text -> the index."""
-        count = len(self.class_names)
-        if isinstance(cls, str) and cls.strip().lstrip("-").isdigit():
-            cls = int(cls)
-        if isinstance(cls, int) and not isinstance(cls, bool):
-            if not 0 <= cls < count:
-                raise ModelError(f"class {cls} is out of range for {self.name}: it has classes 0..{count - 1}")
-            return cls
-        if not isinstance(cls, str):
-            raise ModelError(f"a class is an index or a name, not {type(cls).__name__}")
-        lowered = [name.lower() for name in self.class_names]
-        matches = [i for i, name in enumerate(lowered) if name == cls.strip().lower()]
-        if len(matches) > 1:
-            raise ModelError(f"class name {cls!r} is ambiguous in {self.name} (indices {matches}); give the index")
-        if not matches:
-            close = difflib.get_close_matches(cls.lower(), lowered, n=5)
-            hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise ModelError(f"{self.name} has no class named {cls!r}{hint}")
-        return matches[0]
+        try:
+            return find_class(self.class_names, cls, self.name)
+        except ClassLookupError as error:
+            raise ModelError(str(error)) from None
 
 
 def torchvision_model_names() -> list[str]:

@@ -22,6 +22,16 @@ _OFFICIAL = {
 }
 PRESETS = ("cifar10", "imagenet", "imagenet_adv")
 PRESET_FIELDS = ("mu", "sigma", "k_hat", "q")  # what a preset sets; the rest are shared defaults
+AUTO = "auto"  # the preset that follows the model's input size (resolve_preset)
+SMALL_INPUT = 64  # px: inputs whose shorter side is below this get the cifar10 preset under AUTO
+
+
+def resolve_preset(preset: str, input_size: tuple[int, int]) -> str:
+    """The preset a run uses. AUTO: 'cifar10' when the shorter side of the model input is below SMALL_INPUT px
+    (CIFAR-like 32x32), else 'imagenet'. The command line and the app both call this."""
+    if preset != AUTO:
+        return preset
+    return "cifar10" if min(input_size) < SMALL_INPUT else "imagenet"
 
 
 def mu_from_official(mu_n: float) -> float:

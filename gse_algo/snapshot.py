@@ -6,11 +6,14 @@ Units: [0,1] pixel space (an l2 norm here is half the paper's [-1,1] value).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: these records also travel to the torch-free app
+    import torch
 
 
 def frozen_array(a: np.ndarray) -> np.ndarray:
@@ -28,6 +31,8 @@ class SparseDelta:
 
     @classmethod
     def from_tensor(cls, delta: torch.Tensor) -> "SparseDelta":
+        import torch
+
         b, c, h, w = delta.shape
         flat = delta.detach().permute(0, 2, 3, 1).reshape(-1, c)
         pixels = (flat != 0).any(dim=1).nonzero().squeeze(1)
@@ -110,8 +115,8 @@ class StepRecord:
 class GSEResult:
     """What `gse_attack` returns. Tensors live on the input's device; arrays are CPU NumPy."""
 
-    x_adv: torch.Tensor  # [B,C,H,W] in [0,1]; equal to the input where the attack failed
-    delta: torch.Tensor  # x_adv - x
+    x_adv: torch.Tensor | np.ndarray  # [B,C,H,W] in [0,1]; equal to the input where the attack failed
+    delta: torch.Tensor | np.ndarray  # x_adv - x (NumPy in the app, see `to_numpy`)
     success: np.ndarray  # bool [B], some search step succeeded
     adv_pred: np.ndarray  # int [B], the model's class at the returned x_adv (the clean class on failure)
     chosen_step: np.ndarray  # int [B], search step of the returned example, -1 on failure
@@ -120,3 +125,10 @@ class GSEResult:
     n_forward_backward: int = 0  # batched forward+backward passes
     n_forward: int = 0  # batched forward-only passes
     time_s: float = 0.0
+
+    def to_numpy(self) -> "GSEResult":
+        """The same result with x_adv and delta as CPU NumPy arrays (what the desktop app's engine hands over)."""
+        def plain(a):
+            return a if isinstance(a, np.ndarray) else a.detach().cpu().numpy()
+
+        return dataclasses.replace(self, x_adv=plain(self.x_adv), delta=plain(self.delta))

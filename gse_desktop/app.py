@@ -22,7 +22,8 @@ def make_settings() -> QSettings:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gse-desktop", description="Watch the GSE sparse attack work, live.")
-    parser.add_argument("image", nargs="?", help="image file (default: the last one, else the bundled example)")
+    parser.add_argument("image", nargs="?", help="image file or session (.gses); default: the last image, else the "
+                                                "bundled example")
     parser.add_argument("--model", help="torchvision model name or checkpoint file (default: mobilenet_v2)")
     parser.add_argument("--target", help="target class, by index or name (default: untargeted)")
     parser.add_argument("--run", action="store_true", help="start the attack at once")
@@ -35,17 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("gse-desktop")
     app.setApplicationName("gse-desktop")
     from gse_desktop.main_window import MainWindow
+    from gse_desktop.session import SUFFIX
 
-    window = MainWindow(make_settings(), image=args.image, model=args.model, target=args.target)
+    session = args.image if args.image and args.image.lower().endswith(SUFFIX) else None
+    window = MainWindow(make_settings(), image=None if session else args.image, model=args.model, target=args.target)
     window.show()
     window.views.setFocus()  # the timeline keys act while the focus is in the views area
+    if session:
+        window.files.open_session(session)
     if args.run:
-        window.start_run()
+        window.run_when_ready()
     code = app.exec()
-    window.controller.stop()
-    window.cam_jobs.cancel()
-    window.controller.wait()  # the worker ends at its next iteration boundary
-    window.cam_jobs.wait()  # a CAM job ends at its next batch
+    window.engine.shutdown()  # no engine process outlives the app
     return code
 
 

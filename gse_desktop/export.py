@@ -1,30 +1,32 @@
 """The File menu's work: sessions, single views (PNG/SVG), composite figures, animations and raw data.
 
-Every action has a method taking explicit paths (tests call these; the menu only adds the file dialogs). Failures
-become one-line messages through the window's `show_error`; the figure and file code is gse_algo's (figures,
-export), shared with `gse-attack`.
+Everything is read from the app state (gse_desktop.state), never from widgets: the run description, the history,
+the cursor and the CAM the state shows (so a caption names the map that is really displayed). Every action has a
+method taking explicit paths (tests call these; the menu only adds the file dialogs). Failures become one-line
+messages through the window's `show_error`; the figure and file code is gse_algo's (figures, export), shared with
+`gse-attack`.
 """
 
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters as pg_exporters
-import torch
 from PySide6.QtCore import QBuffer, QObject, QRectF
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
 
-from gse_algo import export, figures, images, metrics
-from gse_algo.images import ImageError, read_image
+from gse_algo import export, figures
+from gse_algo.defaults import IS_PERCENTILES
+from gse_algo.explain import overlap
+from gse_algo.params import GSEParams
 from gse_desktop.history import Frame
-from gse_desktop.panels.cam_panel import RunInfo
+from gse_desktop.records import Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 from gse_desktop.session import Session, SessionError, load_session, save_session
-from gse_desktop.worker import resolve_preset
+from gse_desktop.state import CamKey, CamState, describe
 
 CHOSEN = "chosen"  # figure/data iteration: the engine's returned example (else "shown" or a (step, iteration))
 SHOWN = "shown"
@@ -36,82 +38,78 @@ class FileActions(QObject):
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
-        self.session: Session | None = None  # the reopened session while its run is shown
-        self._run: dict = {}  # what the current run was started with (model spec, image, preset, device)
-        self._tmp = tempfile.TemporaryDirectory(prefix="gse-session-")
-        window.controller.prepared.connect(self._on_prepared)
+        self.state = window.state
         from gse_desktop.export_dialog import build_menu
 
         build_menu(self)
 
     # -- what is shown -------------------------------------------------------------------------------------------
-    def _on_prepared(self, prepared) -> None:
-        c = self.window.controls
-        preset = c.preset()
-        self.session = None
-        self._run = {"image_path": self.window.image_path, "model_spec": c.model_spec(),
-                     "preset": resolve_preset(preset, prepared.model.input_size),
-                     "device": c.device_combo.currentText()}
+    def info(self) -> dict | None:
+        """The shown run's description (the `info` of gse_desktop.session), None when nothing has run."""
+        s = self.state
+        run = s.run
+        if run is None or not len(s.history) or s.image is None:
+            return None
+        return {"image_name": s.image.name, "image_path": s.image.path, "model_spec": run.spec.model_spec,
+                "model_name": run.model.name, "class_names": list(run.model.class_names), "targeted": run.targeted,
+                "label": run.label, "clean_class": run.clean_class, "top_classes": run.clean.classes.tolist(),
+                "top_probs": run.clean.probs.tolist(), "params": run.params.as_dict(), "preset": run.preset,
+                "device": run.spec.device, "threads": run.spec.threads, "seed": run.spec.seed,
+                "versions": dict(run.versions), "cam_layer": run.model.cam_layer, "layers": list(run.model.layers),
+                "cam": self._cam_info(), "shown": list(s.cursor) if s.cursor else None}
 
-    def _cam(self):
-        return getattr(self.window, "cam_panel", None)
+    def _cam_info(self) -> dict | None:
+        """The CAM on screen (its own key, not the pickers'), its numbers at the cursor, and the run's IS."""
+        cam, frame = self.state.cam, self.state.frame()
+        key = cam.shown
+        scores = cam.final.scores if cam.final is not None else []
+        numbers = {}
+        if key is not None and frame is not None and cam.map is not None:
+            numbers = overlap(frame.delta[0], cam.map, cam.top_percent)
+        return {
+            "method": key.method if key else None, "layer": key.layer if key else None,
+            "class_index": key.class_index if key else None, "image": key.image if key else None,
+            "top_percent": cam.top_percent, "opacity": cam.opacity,
+            "shown_cam": None if key is None else {"image": key.image, "class_index": key.class_index,
+                                                   "method": key.method, "layer": key.layer},
+            "overlap": {k: (None if math.isnan(v) else v) for k, v in numbers.items()},
+            "interpretability_score": {str(p): (None if math.isnan(v) else float(v))
+                                       for p, v in zip(IS_PERCENTILES, scores)},
+        }
 
     def _cam_array(self) -> np.ndarray | None:
-        """The CAM panel's shown CAM, else the reopened session's; None without one of the image's size."""
-        cam = self._cam()
-        array = cam.cam_array() if cam is not None and hasattr(cam, "cam_array") else None
-        if array is None and self.session is not None:
-            array = self.session.cam
+        """The CAM on screen, None without one of the image's size."""
+        array = self.state.cam.map
         return array if array is not None and np.shape(array) == self._image().shape[:2] else None
 
-    def info(self) -> dict | None:
-        """The shown run's description (see gse_desktop.session), None when nothing has run."""
-        w = self.window
-        if not len(w.history):
-            return None
-        cam = self._cam()
-        cam_state = cam.state() if cam is not None and hasattr(cam, "state") else None
-        if self.session is not None:
-            fresh = cam is not None and hasattr(cam, "cam_array") and cam.cam_array() is not None
-            return {**self.session.info, **({"cam": cam_state} if fresh else {})}
-        p = w.prepared
-        if p is None:
-            return None
-        path = self._run.get("image_path") or w.image_path or "image"
-        return {"image_name": Path(path).name, "image_path": str(path), "model_spec": self._run.get("model_spec", ""),
-                "model_name": p.model.name, "class_names": list(p.model.class_names), "targeted": bool(p.targeted),
-                "label": int(p.label), "clean_class": int(p.clean_class), "top_classes": p.top_classes.tolist(),
-                "top_probs": p.top_probs.tolist(), "params": p.params.as_dict(), "preset": self._run.get("preset"),
-                "device": self._run.get("device", "cpu"), "cam": cam_state}
-
     def _image(self) -> np.ndarray:
-        """The model input image [H,W,3] the views show."""
-        return self.window.views.original
+        """The model input image [H,W,3] of the shown run."""
+        return self.state.run.image
 
     def _frame(self, which: str | tuple[int, int]) -> Frame:
-        w = self.window
+        history = self.state.history
         if which == SHOWN:
-            shown = w.views.frame
-            which = (shown.step, shown.iteration) if shown is not None else w.history.latest()
+            which = self.state.cursor or history.latest()
         elif which == CHOSEN:
-            result = w.history.result
+            result = history.result
             if result is None or result.chosen_step[0] < 0:
                 raise ValueError("the run has no chosen adversarial example (not finished, or it failed)")
             step = int(result.chosen_step[0])
-            which = (step, w.history.n_iterations(step) - 1)
-        return w.history.frame(*which)
+            which = (step, history.n_iterations(step) - 1)
+        return history.frame(*which)
 
     def _delta(self, which: str | tuple[int, int], frame: Frame) -> np.ndarray:
         """[3,H,W]: the engine's returned delta for CHOSEN (as gse-attack uses), else the snapshot's."""
-        result = self.window.history.result
+        result = self.state.history.result
         if which == CHOSEN and result is not None:
-            return result.delta[0].detach().cpu().numpy()
+            return np.asarray(result.delta[0])
         return frame.delta[0]
 
     def _provenance(self, info: dict, frame: Frame | None, **extra: object) -> dict[str, str]:
         iteration = None if frame is None else f"search step {frame.step}, iteration {frame.iteration}"
         return export.provenance(model=info["model_name"], params=info["params"], iteration=iteration,
-                                 Source=info["image_name"], **extra)
+                                 Source=info["image_name"], Threads=str(info["threads"]), Seed=str(info["seed"]),
+                                 Device=info["device"], **extra)
 
     def _fail(self, text: str) -> bool:
         self.window.show_error(text)
@@ -128,13 +126,9 @@ class FileActions(QObject):
         if info is None:
             return self._fail("nothing to save yet: run the attack first")
         try:
-            source = self.session.source_png if self.session else images.encode_png16(
-                read_image(info["image_path"]).transpose(2, 0, 1))
-            shown = self.window.views.frame
-            if shown is not None:  # reopening shows the same iteration
-                info = {**info, "shown": [shown.step, shown.iteration]}
-            save_session(path, Session(self.window.history, self._image(), source, info, self._cam_array()))
-        except (ImageError, OSError, ValueError) as error:
+            save_session(path, Session(self.state.history, self._image(), self.state.image.source_png, info,
+                                       self._cam_array()))
+        except (OSError, ValueError) as error:
             return self._fail(f"session not saved: {error}")
         return self._done(f"session saved to {path}")
 
@@ -142,45 +136,17 @@ class FileActions(QObject):
         """Show a saved run without recomputing; on a bad file keep everything and say why."""
         try:
             session = load_session(path)
+            image, run, cam = session_records(session)
         except SessionError as error:
             return self._fail(str(error))
-        w, info = self.window, session.info
-        if w.controller.running:
-            w.stop_run()
-        w.image_path = self._image_file(session)
-        w.prepared = None
-        w.controls.set_image_path(w.image_path)
-        w.controls.set_class_names(info["class_names"])
-        w.controls.model_combo.setCurrentText(info["model_spec"])
-        w.controls.preset_combo.setCurrentText("custom")  # the run's effective parameters, exactly
-        for name, spin in w.controls.spins.items():
-            spin.setValue(info["params"][name])
-        w.controls.set_target(info["label"] if info["targeted"] else None)
-        w.views.show_original(session.image)
-        w.top_table.set_before(np.array(info["top_classes"]), np.array(info["top_probs"], np.float32),
-                               info["class_names"], info["label"])
-        w.plots.set_phase_boundary(info["params"]["k_hat"])
-        cam = self._cam()
-        if cam is not None:  # the saved CAM, IS and settings, before the history's frames reach the panel
-            target = info["label"] if info["targeted"] else None
-            run = RunInfo.ended(None, session.image, session.history, info["clean_class"], target)
-            cam.restore(info.get("cam") or {}, session.cam, run, info["class_names"])
-        w.show_history(session.history, info.get("shown"))
-        self.session = session
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            return self._fail(f"{Path(path).name}: damaged session file ({error})")
+        info = session.info
+        self.window.controls.show_run(run)
+        self.state.show_session(image, run, session.history, (cam, None), str(path),
+                                tuple(info["shown"]) if isinstance(info.get("shown"), list) else None)
         return self._done(f"session {Path(path).name}: {info['image_name']}, {info['model_name']}, "
                           f"{len(session.history)} iterations")
-
-    def _image_file(self, session: Session) -> str:
-        """The original image file when it is still there unchanged, else the session's copy of it."""
-        original = session.info.get("image_path")
-        copy = Path(self._tmp.name) / (Path(session.info["image_name"]).stem + ".png")
-        copy.write_bytes(session.source_png)
-        try:
-            if original and np.array_equal(read_image(original), read_image(copy)):
-                return str(original)
-        except ImageError:
-            pass
-        return str(copy)
 
     # -- single views ----------------------------------------------------------------------------------------------
     def view_items(self) -> dict[str, object]:
@@ -198,7 +164,7 @@ class FileActions(QObject):
             return self._fail(f"no view named {name!r}")
         suffix = Path(path).suffix.lower()
         info = self.info()
-        frame = self.window.views.frame
+        frame = self.state.frame()
         try:
             if suffix == ".png":
                 exporter = pg_exporters.ImageExporter(item)
@@ -229,15 +195,18 @@ class FileActions(QObject):
         lambda_map = (10.0 ** frame.log10_lambda[0].astype(np.float64)).astype(np.float32)
         cam_map = self._cam_array()
         m = self._summary(info, frame, x, x_adv, which)
-        captions = figures.run_captions(m, _cam_caption(info.get("cam"), info["class_names"]), lambda_map)
+        caption = describe(self.state.cam.shown, self.state.run.model) if cam_map is not None else "CAM"
+        captions = figures.run_captions(m, caption, lambda_map)
         data = figures.FigureData(x=x, x_adv=x_adv, mask=frame.mask[0], lambda_map=lambda_map, cam=cam_map,
                                   captions=captions, title=figures.run_title(m))
         return data, frame, m
 
     def _summary(self, info: dict, frame: Frame, x: np.ndarray, x_adv: np.ndarray, which) -> dict:
         """The numbers gse-attack puts in metrics.json, as far as the trace knows them (no model needed)."""
+        from gse_algo import metrics  # imports torch: only when a figure or data export is asked for
+
         names = info["class_names"]
-        delta = torch.from_numpy(np.ascontiguousarray((x_adv - x).transpose(2, 0, 1)))[None]
+        delta = np.ascontiguousarray((x_adv - x).transpose(2, 0, 1))[None]
         clean, adv = info["clean_class"], int(frame.top_classes[0][0])
         success = bool(frame.success[0]) if which != CHOSEN else True
         return {"image": info["image_name"], "model": info["model_name"], "targeted": info["targeted"],
@@ -250,7 +219,8 @@ class FileActions(QObject):
                 "fools_at_8bit": None,  # unknown without the model
                 "interpretability_score": {"70": math.nan},  # the CAM panel's IS goes in the CAM caption
                 "figure_iterate": {"step": frame.step, "iteration": frame.iteration},
-                "params": info["params"], "versions": export.versions()}
+                "params": info["params"], "versions": info["versions"], "threads": info["threads"],
+                "seed": info["seed"], "device": info["device"]}
 
     def export_figure(self, path: str | Path, panels: list[str] | None = None,
                       which: str | tuple[int, int] = SHOWN, dpi: int = 300) -> bool:
@@ -273,7 +243,7 @@ class FileActions(QObject):
                                                                                                  list[str]]:
         """Every `every`-th iteration (and the last) of one search step, or of all steps (step None); `labelled`
         writes each frame's label into it (GIF), otherwise the labels are only returned (strip titles)."""
-        h = self.window.history
+        h = self.state.history
         steps = h.steps if step is None else [step]
         if step is not None and step not in h.steps:
             raise ValueError(f"no search step {step} in this run")
@@ -318,21 +288,13 @@ class FileActions(QObject):
             if data.cam is not None:
                 arrays["cam"] = np.asarray(data.cam, np.float32)
             m = {**m, "cam": info.get("cam"), "session_info": {k: v for k, v in info.items() if k != "class_names"}}
-            export.write_run_outputs(folder, adv_png=images.encode_png16(arrays["x_adv"]), metrics=m, arrays=arrays,
+            from gse_algo.images import encode_png16
+
+            export.write_run_outputs(folder, adv_png=encode_png16(arrays["x_adv"]), metrics=m, arrays=arrays,
                                      metadata=self._provenance(info, frame))
         except (ValueError, OSError) as error:
             return self._fail(f"data not exported: {error}")
         return self._done(f"adv.png, arrays.npz and metrics.json written to {folder}")
-
-
-def _cam_caption(state: dict | None, names: list[str]) -> str:
-    """figures.cam_caption from the CAM panel's settings (saved in a session, so possibly damaged)."""
-    state = state if isinstance(state, dict) else {}
-    index = state.get("class_index")
-    is70 = (state.get("interpretability_score") or {}).get("70")
-    return figures.cam_caption(str(state.get("method") or "CAM"),
-                               names[index] if isinstance(index, int) and 0 <= index < len(names) else None,
-                               is70 if isinstance(is70, (int, float)) else None, state.get("image"))
 
 
 def _qimage_png(image) -> bytes:
@@ -362,3 +324,39 @@ def _svg_bytes(item) -> bytes:
     scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
     painter.end()
     return bytes(buffer.data())
+
+
+def session_records(session: Session) -> tuple[OpenedImage, RunDescription, CamState]:
+    """The state's records of a reopened session (ValueError/KeyError/TypeError for inconsistent contents)."""
+    info, history = session.info, session.history
+    image = session.image
+    size = (image.shape[0], image.shape[1])
+    layer = info.get("cam_layer") or ((info.get("cam") or {}).get("layer")) or ""
+    layers = tuple(info.get("layers") or [layer])
+    model = ModelInfo(info["model_spec"], info["model_name"], tuple(info["class_names"]), size, layer, layers,
+                      str(info.get("device", "cpu")))
+    clean = Prediction(np.asarray(info["top_classes"], np.int64), np.asarray(info["top_probs"], np.float64))
+    opened = OpenedImage(str(info.get("image_path") or info["image_name"]), info["image_name"],
+                         (image.shape[1], image.shape[0]), session.source_png, image, model, clean)
+    target = info["label"] if info["targeted"] else None
+    params = GSEParams().replace(**info["params"])
+    spec = RunSpec(opened.path, info["model_spec"], model.device, target, params, None,
+                   int(info.get("threads", 1)), int(info.get("seed", 0)))
+    run = RunDescription(spec, model, image, int(info["label"]), clean, bool(info["targeted"]), params,
+                         info.get("preset"), dict(info.get("versions") or {}))
+    return opened, run, _cam_state(info.get("cam"), session, history)
+
+
+def _cam_state(saved: object, session: Session, history) -> CamState:
+    saved = saved if isinstance(saved, dict) else {}
+    cam = CamState(top_percent=int(saved.get("top_percent") or 20), opacity=float(saved.get("opacity", 0.6)))
+    shown = saved.get("shown_cam")
+    if session.cam is not None and isinstance(shown, dict):
+        key = CamKey(str(shown["image"]), int(shown["class_index"]), str(shown["method"]), str(shown["layer"]))
+        cam.cache[key] = session.cam
+        cam.shown = cam.selection = key
+    scores = saved.get("interpretability_score") or {}
+    if scores and history.result is not None:
+        values = [math.nan if scores.get(str(p)) is None else float(scores[str(p)]) for p in IS_PERCENTILES]
+        cam.final = Final.from_delta(session.image, np.asarray(history.result.delta[0]), values)
+    return cam

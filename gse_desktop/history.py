@@ -1,6 +1,6 @@
 """The run history: every snapshot of one run, stored compactly, answering "what is at (step, iteration)?".
 
-Qt-free (like napari's components): the worker fills it, the views only read it, tests drive it directly.
+Qt-free (like napari's components): the app state fills it from the engine's events, the views only read it, tests drive it directly.
 
 Storage per snapshot (see `RunHistory.nbytes`):
 - delta: the engine's sparse pixels as int32 indices + float32 values [n, C]; the index array is shared with the
@@ -11,7 +11,7 @@ Storage per snapshot (see `RunHistory.nbytes`):
   lambda, plenty for a colour map and a hover readout;
 - frozen region: np.packbits of the bool mask, shared while it does not change (it is fixed within a step);
 - the per-image scalars (margin, losses, top-5, ...) as they come, plus the `derived` metrics (ACP, ANC, d2,0),
-  which the worker computes before handing a snapshot over, so the GUI thread does not.
+  which the engine process computes before handing a snapshot over, so the GUI does not.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gse_algo import metrics
 from gse_algo.snapshot import GSEResult, Snapshot, StepRecord
 
 SERIES = ("cw_loss", "l2", "acp", "anc", "margin")
@@ -31,8 +30,11 @@ SCALARS = ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_pr
 def derived(snap: Snapshot) -> dict[str, np.ndarray]:
     """Per-image metrics of one snapshot beyond the engine's scalars: acp, anc, and d20 (-1 where not succeeded).
 
-    d2,0 is only needed for a step's success (the outer search table), so it is only computed there.
+    d2,0 is only needed for a step's success (the outer search table), so it is only computed there. The engine
+    process computes these before it hands a snapshot over (gse_algo.metrics imports torch).
     """
+    from gse_algo import metrics
+
     mask = snap.delta.mask()[:, None]  # [B,1,H,W]: the metrics take any [B,C,H,W] perturbation
     success = np.asarray(snap.success, dtype=bool)
     d20 = np.full(len(mask), -1, dtype=np.int64)

@@ -1,64 +1,78 @@
-"""The main window: layout and wiring of the panels, the run controller and the run history."""
+"""The main window: layout, and wiring of the panels to the app state (gse_desktop.state) and the engine client.
+
+Views subscribe to the state's events and render from it; user actions become state calls. A GUI timer polls the
+engine client (the thin Qt adapter: `EnginePump`); a second one redraws the shown snapshot at most every
+REDRAW_MS, so a burst of snapshots costs one redraw.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from gse_algo.images import DEFAULT_IMAGE, ImageError, example_images, read_image
-from gse_algo.models import DEFAULT_MODEL
-from gse_desktop.export import FileActions
-from gse_desktop.history import SERIES, RunHistory
-from gse_desktop.jobs import ModelJobs
-from gse_desktop.panels.cam_panel import CamPanel, RunInfo
+from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, example_images
+from gse_desktop.engine import EngineClient
+from gse_desktop.history import SERIES
+from gse_desktop.panels.cam_panel import CamPanel
 from gse_desktop.panels.controls import ControlsPanel
 from gse_desktop.panels.image_views import ImageViews
 from gse_desktop.panels.plots import MetricPlots
 from gse_desktop.panels.tables import SearchTable, TopTable
 from gse_desktop.panels.timeline import Timeline
-from gse_desktop.worker import Loader, Prepared, RunController, RunRequest, default_threads
+from gse_desktop.records import RunSpec
+from gse_desktop.state import ACTIVE, PAUSED, AppState
 
 REDRAW_MS = 33  # at most ~30 redraws a second; the latest snapshot wins
-REDRAW_SHARE = 0.04  # and during a run at most this share of the time, as redrawing holds the GIL the attack
-REDRAW_MS_MAX = 500  # needs too (benchmarks/bench_gui.py); but at least two redraws a second
+POLL_MS = 15
 MAX_RECENT = 8
 
 
-def imagenet_class_names() -> list[str]:
-    """ImageNet class names for the target list before any model is loaded (torchvision metadata, no download)."""
-    from torchvision.models import MobileNet_V2_Weights
+class EnginePump(QObject):
+    """The Qt adapter: polls the engine client on a GUI timer and hands its events to the state."""
 
-    return list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+    def __init__(self, engine: EngineClient, state: AppState, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine, self.state = engine, state
+        self.timer = QTimer(self, interval=POLL_MS)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start()
+
+    @Slot()
+    def poll(self) -> None:
+        events = self.engine.poll()
+        if events:
+            self.state.handle(events)
 
 
 class MainWindow(QMainWindow):
-    """`loader(spec, device)` loads a model (replaceable in tests); `settings` defaults to the user's QSettings."""
+    """`engine` is an EngineClient (made here with `loader` when not given; tests share one); `settings` defaults to
+    the user's QSettings."""
 
-    def __init__(self, settings: QSettings | None = None, loader: Loader | None = None,
-                 image: str | None = None, model: str | None = None, target: str | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, engine: EngineClient | None = None,
+                 image: str | None = None, model: str | None = None, target: str | None = None,
+                 loader=None) -> None:
         super().__init__()
-        self.setWindowTitle("GSE Desktop")
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else QSettings("gse-desktop", "gse-desktop")
-        self.controller = RunController(loader, self)
-        self.history = RunHistory()
-        self.prepared: Prepared | None = None
-        self.image_path: str | None = None
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else EngineClient(loader)
+        self.state = AppState(self.engine)
         self.last_error = ""
         self._dirty = False
-        self._plotted_step: int | None = None
-        self._n_steps_shown = 0
-        self._started = 0.0
+        self._plotted: tuple | None = None
         self._build()
         self._wire()
-        self.files = FileActions(self)  # File menu: sessions and exports
-        self._restore(image, model, target)
+        from gse_desktop.export import FileActions
+
+        self.files = FileActions(self)  # File menu: sessions and exports, reading the state
+        self.pump = EnginePump(self.engine, self.state, self)
+        self._pending_target = target
+        self._restore(image, model)
+        self._on_status()
 
     # -- layout --------------------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -78,9 +92,7 @@ class MainWindow(QMainWindow):
         tables.addWidget(self.top_table)
         tables.addWidget(self.search_table)
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        self._closed = False
-        self.cam_jobs = ModelJobs(self.controller.model_lock, self)  # CAMs and IS, never during a run
-        self.cam_panel = CamPanel(self.cam_jobs, self.views)
+        self.cam_panel = CamPanel(self.state, self.views)
         self.bottom_tabs = QTabWidget()
         self.bottom_tabs.addTab(self.plots, "Metrics")
         self.bottom_tabs.addTab(self.cam_panel, "CAM comparison")
@@ -104,74 +116,69 @@ class MainWindow(QMainWindow):
         main.setSizes([320, 1280])
         self.setCentralWidget(main)
         self.timeline.install_shortcuts(self.view_area)
-        self.message = QLabel("ready")
+        self.message = QLabel("starting the engine …")
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
-        self.device_label = QLabel()
+        self.progress.setToolTip("Share of the iteration budget (search steps x iterations) done; a step that "
+                                 "stops early skips the rest of its iterations")
+        self.engine_label = QLabel()
         self.model_label = QLabel()
         bar = self.statusBar()
         bar.addWidget(self.message, 1)
         bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.device_label)
+        bar.addPermanentWidget(self.engine_label)
         bar.addPermanentWidget(self.model_label)
         self.resize(1600, 960)
 
     def _wire(self) -> None:
-        c = self.controls
+        c, s = self.controls, self.state
         c.open_image.connect(self.open_image)
         c.run_clicked.connect(self.start_run)
-        c.pause_toggled.connect(self.set_paused)
-        c.step_clicked.connect(self.step_once)
-        c.stop_clicked.connect(self.stop_run)
-        c.device_combo.currentTextChanged.connect(lambda d: self.device_label.setText(f" {d} "))
-        c.model_combo.currentTextChanged.connect(lambda m: self.model_label.setText(f" {m} "))
+        c.pause_toggled.connect(lambda paused: s.pause() if paused else s.resume())
+        c.step_clicked.connect(s.step)
+        c.stop_clicked.connect(s.stop)
+        c.model_combo.currentTextChanged.connect(lambda m: self.model_label.setText(f" model: {m} "))
         QShortcut(QKeySequence("F5"), self, activated=self.start_run)
-        ctl = self.controller
-        ctl.status.connect(self.message.setText)
-        ctl.prepared.connect(self._on_prepared)
-        ctl.snapshot.connect(self._on_snapshot)
-        ctl.finished.connect(self._on_finished)
-        ctl.failed.connect(self._on_failed)
-        ctl.idle.connect(lambda: c.set_running(False))
-        ctl.idle.connect(lambda: QTimer.singleShot(0, self._cam_after_run))  # after a restart's new run began
-        self.cam_panel.status.connect(self.message.setText)
         self.views.hovered.connect(self.readout.setText)
-        self.timeline.moved.connect(self.show_snapshot)
-        self.timeline.follow.toggled.connect(lambda on: self._redraw() if on else None)
+        self.timeline.moved.connect(s.move_cursor)
+        self.timeline.follow.toggled.connect(s.set_follow)
+        for name, slot in (("engine", self._on_engine), ("image", self._on_image), ("run", self._on_run),
+                           ("history", self._on_history), ("cursor", self._mark_dirty), ("status", self._on_status),
+                           ("result", self._on_result), ("error", self._on_error)):
+            s.events.connect(name, slot)
         self.redraw_timer = QTimer(self, interval=REDRAW_MS)
         self.redraw_timer.timeout.connect(self._redraw)
+        self.redraw_timer.start()
 
-    def _restore(self, image: str | None, model: str | None, target: str | None) -> None:
+    def _restore(self, image: str | None, model: str | None) -> None:
         s = self.settings
-        self.controls.restore(s, default_threads())
+        self.controls.restore(s, 1)
         self.controls.set_examples(example_images())
         self.controls.set_recent(self._recent())
-        from gse_algo.models import torchvision_model_names
+        self.controls.set_model_names([DEFAULT_MODEL], model or s.value("model", DEFAULT_MODEL))
+        self.model_label.setText(f" model: {self.controls.model_spec()} ")
+        self._candidates = [(c, quiet) for c, quiet in ((image, False), (s.value("image"), True),
+                                                         (str(DEFAULT_IMAGE), True)) if c]
+        self._quiet = False
+        self._open_next_candidate()
 
-        self.controls.set_model_names([DEFAULT_MODEL, *torchvision_model_names()],
-                                      model or s.value("model", DEFAULT_MODEL))
-        self.controls.set_class_names(imagenet_class_names())
-        if target is not None:
-            self._set_target_text(target)
-        self.device_label.setText(f" {self.controls.device_combo.currentText()} ")
-        self.model_label.setText(f" {self.controls.model_spec()} ")
-        for candidate in (image, s.value("image"), str(DEFAULT_IMAGE)):
-            if candidate and self.open_image(str(candidate), quiet=candidate != image):
-                break
-
-    def _set_target_text(self, target: str) -> None:
-        names = [n.lower() for n in imagenet_class_names()]
-        if target.strip().isdigit() and int(target) < len(names):
-            self.controls.set_target(int(target))
-        elif target.strip().lower() in names:
-            self.controls.set_target(names.index(target.strip().lower()))
-        else:
-            self.show_error(f"unknown target class {target!r}: pick one in the target list")
+    def _open_next_candidate(self) -> None:
+        """At start-up: the given image, else the last one, else the bundled example (a bad one is skipped)."""
+        if self._candidates:
+            path, self._quiet = self._candidates.pop(0)
+            self.open_image(str(path))
 
     def _recent(self) -> list[str]:
         value = self.settings.value("recent", [])
         return [value] if isinstance(value, str) else list(value or [])
 
     # -- messages ------------------------------------------------------------------------------------------------
+    def _on_error(self, text: str) -> None:
+        starting = self.state.image is None and bool(self._candidates)
+        if not (starting and self._quiet):  # a remembered image that has gone is skipped without a word
+            self.show_error(text)
+        if starting:
+            self._open_next_candidate()
+
     def show_error(self, text: str) -> None:
         """A one-line message in the status bar and a non-blocking message box (tests may replace this)."""
         self.last_error = text
@@ -180,30 +187,11 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    # -- image ---------------------------------------------------------------------------------------------------
+    # -- image and run -------------------------------------------------------------------------------------------
     @Slot(str)
-    def open_image(self, path: str, quiet: bool = False) -> bool:
-        """Show a new image; on a bad file keep everything as it was and say why."""
-        try:
-            rgb = read_image(path)
-        except ImageError as error:
-            if not quiet:
-                self.show_error(str(error))
-            return False
-        if self.controller.running:
-            self.stop_run()
-        self.image_path = str(path)
-        self.prepared = None
-        self.history = RunHistory()
-        self.views.show_original(rgb)
-        self.cam_panel.reset()
-        self.controls.set_image_path(self.image_path)
-        recent = [self.image_path] + [p for p in self._recent() if p != self.image_path]
-        self.settings.setValue("recent", recent[:MAX_RECENT])
-        self.settings.setValue("image", self.image_path)
-        self.controls.set_recent(recent[:MAX_RECENT])
-        self.message.setText(f"image {Path(path).name} ({rgb.shape[1]}x{rgb.shape[0]})")
-        return True
+    def open_image(self, path: str) -> None:
+        """Ask for a new image; the views switch when the engine has decoded it (a bad file changes nothing)."""
+        self.state.open_image(path, self.controls.model_spec(), self.controls.device_combo.currentText())
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -212,12 +200,16 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
-            self.open_image(urls[0])
+            path = urls[0]
+            if path.endswith(".gses"):
+                self.files.open_session(path)
+            else:
+                self.open_image(path)
 
-    # -- run control ---------------------------------------------------------------------------------------------
     @Slot()
     def start_run(self) -> None:
-        if self.image_path is None:
+        image = self.state.image
+        if image is None:
             self.show_error("open an image first")
             return
         try:
@@ -226,186 +218,173 @@ class MainWindow(QMainWindow):
             self.show_error(f"invalid parameters: {error}")
             return
         c = self.controls
-        request = RunRequest(self.image_path, c.model_spec(), c.device_combo.currentText(), c.target(), params,
-                             c.preset(), c.threads_spin.value())
         self._save_settings()
-        self.history = RunHistory()
-        self._plotted_step, self._n_steps_shown = None, 0
-        self.timeline.chosen_step = None
-        self.timeline.set_counts({})
-        self.timeline.follow.setChecked(True)
-        self.search_table.set_summaries([])
-        self.plots.set_series({name: np.zeros(0) for name in SERIES})
-        self.progress.setRange(0, params.iters * params.search_steps)
-        self.progress.setValue(0)
-        self.cam_panel.reset()  # cancels any CAM job: the model is the attack's from now on
-        self.controller.start(request)
-        self._started = time.perf_counter()
-        c.set_running(True)
-        self.redraw_timer.start()
+        self.state.start_run(RunSpec(image.path, c.model_spec(), c.device_combo.currentText(), c.target(), params,
+                                     c.preset(), c.threads_spin.value()))
 
-    @Slot(bool)
-    def set_paused(self, paused: bool) -> None:
-        (self.controller.pause if paused else self.controller.resume)()
-        self.message.setText("paused" if paused else "running")
+    def run_when_ready(self) -> None:
+        """Press Run as soon as the engine is ready and the image is open (`gse-desktop --run`)."""
+        def check() -> None:
+            if self.state.image is not None and self.state.engine_ready and self.state.status not in ACTIVE:
+                self.state.events.disconnect("status", check)
+                self.start_run()
 
-    @Slot()
-    def step_once(self) -> None:
-        """Run one iteration, then pause."""
-        self.controls.pause_button.blockSignals(True)
-        self.controls.pause_button.setChecked(True)
-        self.controls.pause_button.setText("Resume")
-        self.controls.pause_button.blockSignals(False)
-        self.controller.step()
+        self.state.events.connect("status", check)
+        check()
 
-    @Slot()
-    def stop_run(self) -> None:
-        if self.controller.running:
-            self.controller.stop()
-            self._redraw()
-            self.redraw_timer.stop()
-            self.message.setText(f"stopped after {len(self.history)} iterations")
+    # -- state events --------------------------------------------------------------------------------------------
+    def _on_engine(self, ready: bool) -> None:
+        devices = self.engine.info.get("devices") if ready else None
+        if devices:
+            self.controls.set_devices(devices)
+        self._on_status()
 
-    # -- signals from the current run ----------------------------------------------------------------------------
-    @Slot(object)
-    def _on_prepared(self, p: Prepared) -> None:
-        self.prepared = p
-        self.views.show_original(p.image)
-        self.controls.set_class_names(p.model.class_names)
-        self.top_table.set_before(p.top_classes, p.top_probs, p.model.class_names, p.label)
-        self.plots.set_phase_boundary(p.params.k_hat, p.params.iters)
-        self.progress.setRange(0, p.params.iters * p.params.search_steps)
-        mode = f"target {p.label} ({p.model.class_names[p.label]})" if p.targeted else "untargeted"
-        self.model_label.setText(f" {p.model.name} ")
-        self.message.setText(f"running GSE, {mode}")
-
-    @Slot(object)
-    def _on_snapshot(self, payload) -> None:
-        self.history.add(*payload)  # (snapshot, its derived metrics, computed in the worker)
-        self._dirty = True
-
-    @Slot(object)
-    def _on_finished(self, result) -> None:
-        self.redraw_timer.stop()
-        if result is None:
-            self._redraw()
-            self.message.setText(f"stopped after {len(self.history)} iterations")
+    def _on_image(self) -> None:
+        """A new image, a new run or a reopened session: every run display starts empty."""
+        image = self.state.image
+        self._candidates = []
+        if image is None:
             return
-        self.history.set_result(result)
-        chosen = int(result.chosen_step[0])
-        self.timeline.chosen_step = chosen if chosen >= 0 else None
-        self._n_steps_shown = -1  # force the search table to refresh
-        self._redraw()
-        if self.timeline.follow.isChecked() and chosen >= 0:
-            self.show_snapshot(chosen, self.history.n_iterations(chosen) - 1)
-        names = self.prepared.model.class_names if self.prepared else []
-        adv = int(result.adv_pred[0])
-        outcome = (f"success: now {adv} ({names[adv] if adv < len(names) else adv}), chosen step {chosen}"
-                   if result.success[0] else "no adversarial example found")
-        self.message.setText(f"done in {time.perf_counter() - self._started:.1f} s — {outcome}")
-        self.progress.setValue(self.progress.maximum())
+        self.views.show_original(image.shown, "model input" if image.model_input is not None else "file, no model")
+        self.controls.set_image_path(image.path)
+        if image.model is not None:
+            self.controls.set_class_names(list(image.model.class_names))
+            self._apply_pending_target()
+        self.setWindowTitle(self._title())
+        self.top_table.clear_all()
+        if image.clean is not None and image.model is not None:
+            self.top_table.set_before(image.clean.classes, image.clean.probs, list(image.model.class_names), -1)
+        self.timeline.reset()
+        self.search_table.set_summaries([])
+        self.plots.set_series({name: [] for name in SERIES})
+        self._plotted = None
+        self.cam_panel.show_frame(None)
+        self._remember_image(image.path)
 
-    def _cam_after_run(self) -> None:
-        """A run has ended (finished or stopped): hand it to the CAM panel, whose jobs wait for the model."""
-        latest = self.history.latest()
-        if self.controller.running or self.prepared is None or latest is None or self._closed:
-            return  # not while a run goes on, nor once the window has closed (no job may outlive it)
-        p = self.prepared
-        self.cam_panel.start(RunInfo.ended(p.model, p.image, self.history, p.clean_class,
-                                           p.label if p.targeted else None))
-        if self.views.frame is not None:
-            self.cam_panel.show_frame(self.views.frame)
+    def _apply_pending_target(self) -> None:
+        """--target NAME, matched against the loaded model's own class names."""
+        target, self._pending_target = self._pending_target, None
+        if target is None:
+            return
+        from gse_algo.classes import find_class
 
-    @Slot(str)
-    def _on_failed(self, text: str) -> None:
-        self.redraw_timer.stop()
-        self._redraw()
-        self.show_error(f"the run failed: {text}")
+        try:
+            self.controls.set_target(find_class(self.state.image.model.class_names, target))
+        except ValueError as error:
+            self.show_error(str(error))
+
+    def _remember_image(self, path: str) -> None:
+        if self.state.session_path is not None:
+            return
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self.settings.setValue("image", path)
+        self.controls.set_recent(recent[:MAX_RECENT])
+
+    def _on_run(self) -> None:
+        run = self.state.run
+        self.views.show_original(run.image, "model input")
+        self.controls.set_class_names(list(run.model.class_names))
+        self.top_table.set_before(run.clean.classes, run.clean.probs, list(run.model.class_names), run.label)
+        self.plots.set_phase_boundary(run.params.k_hat, run.params.iters)
+        self.progress.setRange(0, run.params.iters * run.params.search_steps)
+        self.model_label.setText(f" model: {run.model.name} ")
+        self.setWindowTitle(self._title())
+
+    def _on_history(self) -> None:
+        history = self.state.history
+        self.timeline.set_counts({s: history.n_iterations(s) for s in history.steps})
+        if self.search_table.rowCount() != len(history.steps):
+            self.search_table.set_summaries(history.summaries())
+        latest = history.latest()
+        run = self.state.run
+        if latest is not None and run is not None:
+            self.progress.setValue(min(latest[0] * run.params.iters + latest[1] + 1, self.progress.maximum()))
+
+    def _on_result(self) -> None:
+        history = self.state.history
+        result = history.result
+        self.timeline.chosen_step = int(result.chosen_step[0]) if result is not None and result.chosen_step[0] >= 0 \
+            else None
+        self.timeline.set_counts({s: history.n_iterations(s) for s in history.steps})
+        self.search_table.set_summaries(history.summaries())
+        if result is not None:
+            self.progress.setValue(self.progress.maximum())
+        self._mark_dirty()
+
+    def _on_status(self) -> None:
+        s = self.state
+        running = s.status in ACTIVE
+        self.controls.set_running(running, paused=s.status == PAUSED)
+        self.controls.run_button.setEnabled(not running and s.image is not None and s.engine_ready)
+        self.engine_label.setText(" engine ready " if s.engine_ready else " engine starting … ")
+        text = s.message
+        if running and s.run is not None and s.cursor is not None and s.status != PAUSED:
+            text = self._progress_text()
+        self.message.setText(text)
+        self.setWindowTitle(self._title())
+
+    def _progress_text(self) -> str:
+        s, run = self.state, self.state.run
+        step, index = s.history.latest() or (0, 0)
+        p = run.params
+        done = step * p.iters + index + 1
+        elapsed = s.elapsed()
+        left = elapsed / len(s.history) * (p.iters * p.search_steps - done) if len(s.history) else float("nan")
+        phase = 1 if index < p.k_hat else 2
+        return (f"running: search step {step + 1}/{p.search_steps}, iteration {index + 1}/{p.iters}, phase {phase}"
+                f" — {elapsed:.0f} s, at most ~{left:.0f} s left")
+
+    def _title(self) -> str:
+        s = self.state
+        parts = [s.image.name if s.image else None, s.run.model.name if s.run else None,
+                 Path(s.session_path).name if s.session_path else None]
+        return " — ".join([p for p in parts if p] + ["GSE Desktop"])
 
     # -- drawing -------------------------------------------------------------------------------------------------
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
     def _redraw(self) -> None:
-        """Timer tick: refresh progress, the step table and (when following) the newest snapshot."""
-        started = time.perf_counter()
-        latest = self.history.latest()
-        if latest is None:
+        """Timer tick: show the snapshot at the state's cursor when it changed."""
+        if not self._dirty:
             return
-        counts = {s: self.history.n_iterations(s) for s in self.history.steps}
-        self.timeline.set_counts(counts)
-        if len(counts) != self._n_steps_shown:
-            self._n_steps_shown = len(counts)
-            self.search_table.set_summaries(self.history.summaries())
-        self._update_progress(latest)
-        if self._dirty and self.timeline.follow.isChecked():
-            self.show_snapshot(*latest)
-            for view in (self.views, self.plots):
-                view.viewport().repaint()  # now, so that the pace counts the painting (see bench_gui.py)
-            cost_ms = 1000 * (time.perf_counter() - started)
-            self.redraw_timer.setInterval(round(min(max(REDRAW_MS, cost_ms / REDRAW_SHARE), REDRAW_MS_MAX)))
         self._dirty = False
-
-    def _update_progress(self, latest: tuple[int, int]) -> None:
-        if not self.controller.running:
+        s = self.state
+        if s.status in ACTIVE:
+            self._on_status()
+        frame = s.frame()
+        if frame is None:
             return
-        step, index = latest
-        params = self.prepared.params if self.prepared else None
-        # a search step that stops early skips its remaining iterations: progress counts (step, iteration) slots
-        done = step * params.iters + index + 1 if params else len(self.history)
-        self.progress.setValue(done)
-        elapsed = time.perf_counter() - self._started
-        busy = max(self.controller.active_seconds, 1e-9)
-        # at most one iteration for every slot left, each as long as the mean so far: an upper bound
-        left = busy / len(self.history) * (self.progress.maximum() - done) if len(self.history) else float("nan")
-        total_steps = params.search_steps if params else "?"
-        iters = params.iters if params else "?"
-        phase = 1 if params and index < params.k_hat else 2
-        self.message.setText(f"running: search step {step + 1}/{total_steps}, iteration {index + 1}/{iters}, "
-                             f"phase {phase} — {elapsed:.0f} s elapsed, ≤ ~{left:.0f} s left")
-
-    @Slot(int, int)
-    def show_snapshot(self, step: int, index: int) -> None:
-        """Show the stored snapshot (step, index) in every view."""
-        if step not in self.history.steps or not 0 <= index < self.history.n_iterations(step):
-            return
-        frame = self.history.frame(step, index)
         self.views.show_frame(frame)
         self.cam_panel.show_frame(frame)
         self.top_table.set_now(frame.top_classes[0], frame.top_probs[0])
-        if step != self._plotted_step or self.controller.running:
-            self.plots.set_series({name: self.history.series(step, name) for name in SERIES})
-            self._plotted_step = step
-        self.plots.set_cursor(index)
-        self.timeline.set_position(step, index, frame.phase)
+        key = (id(s.history), frame.step)
+        if key != self._plotted or s.status in ACTIVE:
+            self.plots.set_series({name: s.history.series(frame.step, name) for name in SERIES})
+            self._plotted = key
+        self.plots.set_cursor(frame.iteration)
+        self.timeline.set_position(frame.step, frame.iteration, frame.phase)
+        self.timeline.set_follow(s.follow)
 
-    def show_history(self, history: RunHistory, shown: list[int] | None = None) -> None:
-        """Show a run that did not come from the worker (a reopened session) at `shown` (step, iteration) when
-        given and present, else at the last iteration of its chosen (or last) step."""
-        self.history = history
-        self._plotted_step, self._n_steps_shown = None, -1
-        result = history.result
-        chosen = int(result.chosen_step[0]) if result is not None else -1
-        self.timeline.chosen_step = chosen if chosen >= 0 else None
-        self.timeline.follow.setChecked(False)
-        self.progress.setRange(0, len(history))
+    def redraw_now(self) -> None:
+        """Draw what the state shows without waiting for the timer (tests, exports)."""
+        self._dirty = True
         self._redraw()
-        if shown is not None and shown[0] in history.steps and 0 <= shown[1] < history.n_iterations(shown[0]):
-            self.show_snapshot(*shown)
-            return
-        step = chosen if chosen >= 0 else history.latest()[0]
-        self.show_snapshot(step, history.n_iterations(step) - 1)
 
     # -- settings and closing ------------------------------------------------------------------------------------
     def _save_settings(self) -> None:
         self.controls.save(self.settings)
         self.settings.setValue("model", self.controls.model_spec())
-        if self.image_path:
-            self.settings.setValue("image", self.image_path)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """The window goes at once; a running worker stops at its next iteration boundary."""
-        self._closed = True
+        """The window goes at once; the engine process is shut down (a run stops at its next iteration)."""
         self._save_settings()
         self.settings.sync()
         self.redraw_timer.stop()
-        self.controller.stop()
-        self.cam_jobs.cancel()
+        self.pump.timer.stop()
+        if self.state.status in ACTIVE:
+            self.state.stop()
+        if self._own_engine:
+            self.engine.shutdown()
         event.accept()

@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gse_algo.export import atomic_write_bytes, json_bytes, npz_bytes, versions
 from gse_algo.params import GSEParams
@@ -137,8 +136,7 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes) -> Sess
 def _result_arrays(result: GSEResult) -> dict[str, np.ndarray]:
     out = {}
     for name in _RESULT_ARRAYS:
-        value = getattr(result, name)
-        out[f"result_{name}"] = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        out[f"result_{name}"] = np.asarray(getattr(result.to_numpy(), name))
     for name in _STEP_FIELDS:
         out[f"steps_{name}"] = np.array([getattr(record, name) for record in result.steps])
     return out
@@ -152,5 +150,4 @@ def _result(arrays: dict[str, np.ndarray], scalars: dict, size: tuple[int, int])
     steps = tuple(StepRecord(step=int(arrays["steps_step"][i]),
                              **{name: arrays[f"steps_{name}"][i] for name in _STEP_FIELDS if name != "step"})
                   for i in range(n_steps))
-    values["x_adv"], values["delta"] = torch.from_numpy(values["x_adv"]), torch.from_numpy(values["delta"])
     return GSEResult(**values, steps=steps, **{name: scalars[name] for name in _RESULT_SCALARS})

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMenu, QPushButton,
                                QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
-from gse_algo.params import PRESET_FIELDS, PRESETS, GSEParams
-from gse_desktop.worker import AUTO
+from gse_algo.params import AUTO, PRESET_FIELDS, PRESETS, GSEParams
 
 # name -> (tooltip, minimum, maximum, decimals or None for integers)
 PARAMS = {
@@ -80,10 +78,8 @@ class ControlsPanel(QWidget):
         self.model_combo.setToolTip("The default offline model, a torchvision model name, or a checkpoint file")
         file_button = QPushButton("File…")
         file_button.clicked.connect(self._browse_model)
-        self.device_combo = QComboBox()
+        self.device_combo = QComboBox(toolTip="Where the engine runs the model (the list comes from the engine)")
         self.device_combo.addItem("cpu")
-        if torch.cuda.is_available():
-            self.device_combo.addItems([f"cuda:{i}" for i in range(torch.cuda.device_count())])
         self.threads_spin = QSpinBox(minimum=1, maximum=256)
         self.threads_spin.setToolTip("torch CPU threads used by the attack")
         row = QHBoxLayout()
@@ -164,16 +160,23 @@ class ControlsPanel(QWidget):
         self.pause_button.setText("Resume" if paused else "Pause")
         self.pause_toggled.emit(paused)
 
-    def set_running(self, running: bool) -> None:
+    def set_running(self, running: bool, paused: bool = False) -> None:
         self.run_button.setEnabled(not running)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.step_button.setEnabled(running)
-        if not running:
-            self.pause_button.blockSignals(True)
-            self.pause_button.setChecked(False)
-            self.pause_button.setText("Pause")
-            self.pause_button.blockSignals(False)
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(running and paused)
+        self.pause_button.setText("Resume" if running and paused else "Pause")
+        self.pause_button.blockSignals(False)
+
+    def set_devices(self, devices: list[str]) -> None:
+        """The devices the engine found (cpu, cuda:0, ...); the current choice is kept when still there."""
+        current = self.device_combo.currentText()
+        self.device_combo.clear()
+        self.device_combo.addItems(devices)
+        if current in devices:
+            self.device_combo.setCurrentText(current)
 
     def apply_preset(self) -> None:
         """Fill mu, sigma, k_hat, q from the chosen preset ('auto' shows the imagenet values)."""
@@ -212,6 +215,15 @@ class ControlsPanel(QWidget):
         else:
             self.class_list.setCurrentRow(index)
             self.targeted.setChecked(True)
+
+    def show_run(self, run) -> None:
+        """Show a reopened run's settings (a RunDescription): its model, exact parameters and target."""
+        self.model_combo.setCurrentText(run.spec.model_spec)
+        self.preset_combo.setCurrentText(CUSTOM)  # the run's effective parameters, exactly
+        for name, spin in self.spins.items():
+            spin.setValue(getattr(run.params, name))
+        self.set_class_names(list(run.model.class_names))
+        self.set_target(run.label if run.targeted else None)
 
     def set_class_names(self, names: list[str]) -> None:
         if [self.class_list.item(i).text() for i in range(self.class_list.count())] == list(names):

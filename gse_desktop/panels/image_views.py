@@ -82,10 +82,11 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.addItem(bar, *cell)
         return bar
 
-    def show_original(self, rgb: np.ndarray) -> None:
-        """A new clean image [H,W,3] in [0,1]: reset every view."""
+    def show_original(self, rgb: np.ndarray, label: str = "model input") -> None:
+        """A new clean image [H,W,3] in [0,1] (`label` says what it is): reset every view."""
         self.original = np.asarray(rgb, dtype=np.float32)
         h, w = self.original.shape[:2]
+        self.plots["original"].setTitle(f"{TITLES['original']} ({label}, {w}x{h})")
         self.items["original"].setImage(self.original, levels=(0, 1))
         self.items["adversarial"].setImage(self.original, levels=(0, 1))
         for name in ("perturbation", "lambda"):

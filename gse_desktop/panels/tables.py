@@ -49,6 +49,11 @@ class TopTable(QTableWidget):
         self._column(0, classes, probs)
         self._column(2, classes[:0], probs[:0])
 
+    def clear_all(self) -> None:
+        self.names, self.label = [], -1
+        self._column(0, np.zeros(0, int), np.zeros(0))
+        self._column(2, np.zeros(0, int), np.zeros(0))
+
     def set_now(self, classes: np.ndarray, probs: np.ndarray) -> None:
         self._column(2, classes, probs)
 

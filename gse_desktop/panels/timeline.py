@@ -69,6 +69,19 @@ class Timeline(QWidget):
         self.step_spin.blockSignals(False)
         self._sync()
 
+    def reset(self) -> None:
+        """No run shown."""
+        self.chosen_step = None
+        self.step = self.index = 0
+        self.set_counts({})
+        self.set_follow(True)
+
+    def set_follow(self, follow: bool) -> None:
+        """Show the state's follow-live flag (without emitting `toggled`)."""
+        self.follow.blockSignals(True)
+        self.follow.setChecked(follow)
+        self.follow.blockSignals(False)
+
     def set_position(self, step: int, index: int, phase: int | None = None) -> None:
         """Show a position without emitting `moved` (the window already shows it)."""
         self.step, self.index = step, index
@@ -96,7 +109,7 @@ class Timeline(QWidget):
             return
         index = min(max(index, 0), self.counts[step] - 1)
         if user:
-            self.follow.setChecked(False)
+            self.set_follow(False)
         self.step, self.index = step, index
         self._sync()
         self.moved.emit(step, index)
@@ -122,7 +135,7 @@ class Timeline(QWidget):
     def _play_toggled(self, playing: bool) -> None:
         self.play_button.setText("Pause" if playing else "Play")
         if playing:
-            self.follow.setChecked(False)
+            self.follow.setChecked(False)  # the state stops following too
             self._timer.start()
         else:
             self._timer.stop()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gse_algo.params import GSEParams
+from gse_algo.params import AUTO, GSEParams, resolve_preset
 
 
 @pytest.mark.parametrize("name,targeted,official", [
@@ -36,3 +36,12 @@ def test_with_preset_sets_only_the_preset_fields():
     p = mine.with_preset("cifar10", targeted=True)
     assert (p.mu, p.sigma, p.k_hat, p.q) == (4.0, 0.005 / 4, 50, 0.25)
     assert (p.iters, p.search_steps, p.kappa) == (30, 3, 0.5)
+
+
+@pytest.mark.parametrize("size, expected", [((32, 32), "cifar10"), ((64, 64), "imagenet"), ((96, 96), "imagenet"),
+                                            ((224, 224), "imagenet"), ((32, 224), "cifar10"), ((224, 48), "cifar10"),
+                                            ((64, 300), "imagenet"), ((96, 224), "imagenet")])
+def test_auto_preset_follows_the_shorter_side_and_named_presets_are_kept(size, expected):
+    assert resolve_preset(AUTO, size) == expected
+    assert resolve_preset("imagenet_adv", size) == "imagenet_adv"
+

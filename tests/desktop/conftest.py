@@ -1,49 +1,105 @@
-"""Fixtures for the desktop tests: offscreen Qt, isolated settings, a tiny random-weight model, a generated image."""
+"""Fixtures for the desktop tests: offscreen Qt, isolated settings, one engine process shared by the windows,
+a tiny random-weight model (what the engine's loader returns), a generated image."""
 
 import os
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from gse_algo.models import LoadedModel, Normalized  # noqa: E402
-
 SIZE = 16
-TIMEOUT = 20000  # ms for a run of the tiny model (and its CAM jobs) to end
+TIMEOUT = 30000  # ms for a run of the tiny model (and its CAM jobs) to end
+HANG, CRASH, MISSING = "hang", "crash", "nonsense"  # model specs the test loader turns into bad models
 
 
-def run_to_end(qtbot, window) -> None:
-    """Press Run and wait until the run is over."""
-    window.controls.run_button.click()
-    assert window.controller.running
-    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
-
-
-def wait_idle(qtbot, window) -> None:
-    """The run and every model job after it are over; the CAM panel shows a CAM."""
-    qtbot.waitUntil(lambda: not window.controller.running, timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: window.cam_panel.final is not None and window.cam_panel.cam is not None
-                    and not window.cam_jobs.busy, timeout=TIMEOUT)
-
-
-def finished_run(qtbot, window) -> None:
-    """Press Run and wait for a run that finished with a result and no error message."""
-    run_to_end(qtbot, window)
-    assert window.history.result is not None and window.messages == []
-
-
-def tiny_model() -> LoadedModel:
+def tiny_model():
     """3->8 conv, pool, linear to 10 classes on 16x16 inputs; fixed random weights."""
+    import torch
+
+    from gse_algo.models import LoadedModel, Normalized
+
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
                               torch.nn.Flatten(), torch.nn.Linear(8 * 16, 10)).eval()
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     return LoadedModel("tiny", net, Normalized(net, mean, std).eval(), [f"class {i}" for i in range(10)], (SIZE, SIZE),
                        mean, std, "0", None)
+
+
+class _Misbehaving:
+    """Wraps the tiny network: forward hangs, or kills the process, after `after` calls."""
+
+    def __new__(cls, how: str, after: int):
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner, self.calls = inner, 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.calls > after:
+                    if how == HANG:
+                        while True:
+                            time.sleep(1)
+                    os.abort()
+                return self.inner(x)
+
+        return Net
+
+
+def loader(spec: str, device: str):
+    """The engine's model loader in the tests (module level: the engine process imports it)."""
+    from gse_algo.models import ModelError, Normalized
+
+    if spec == MISSING:
+        raise ModelError(f"no model named {spec!r}")
+    model = tiny_model()
+    if spec in (HANG, CRASH):
+        net = _Misbehaving(spec, after=3)(model.net)
+        model.net, model.model = net, Normalized(net, model.mean, model.std).eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One engine process for the windows of the whole session (each test's ids are its own)."""
+    from gse_desktop.engine import EngineClient
+
+    client = EngineClient(loader)
+    yield client
+    client.shutdown()
+
+
+def wait_ready(qtbot, window) -> None:
+    """The engine is ready and the window shows its image."""
+    qtbot.waitUntil(lambda: window.state.engine_ready and window.state.image is not None
+                    and window.state.status not in ("opening",), timeout=TIMEOUT)
+
+
+def run_to_end(qtbot, window) -> None:
+    """Press Run and wait until the run is over."""
+    window.controls.run_button.click()
+    assert window.state.active
+    qtbot.waitUntil(lambda: not window.state.active and window.engine.busy_run is None, timeout=TIMEOUT)
+
+
+def wait_idle(qtbot, window) -> None:
+    """The run and every model job after it are over; the CAM panel shows a CAM."""
+    qtbot.waitUntil(lambda: not window.state.active, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: window.state.cam.final is not None and window.state.cam.map is not None
+                    and window.state.cam.job is None, timeout=TIMEOUT)
+
+
+def finished_run(qtbot, window) -> None:
+    """Press Run and wait for a run that finished with a result and no error message."""
+    run_to_end(qtbot, window)
+    assert window.state.history.result is not None and window.messages == []
 
 
 @pytest.fixture
@@ -54,27 +110,27 @@ def image_file(tmp_path):
     return str(path)
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, image_file):
-    """The main window on the tiny model and image, small parameters, messages recorded instead of shown."""
+def make_window(qtbot, engine, settings_path, image=None, **options):
+    """A main window on the shared engine, its messages recorded instead of shown."""
     from gse_desktop.main_window import MainWindow
 
-    loads = []
-
-    def loader(spec, device):
-        loads.append((spec, device))
-        return tiny_model()
-
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(settings, loader=loader, image=image_file)
-    w.loads = loads
+    settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
+    w = MainWindow(settings, engine=engine, image=image, **options)
     w.messages = []
     w.show_error = w.messages.append
+    qtbot.addWidget(w)
+    return w
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, image_file, engine):
+    """The main window on the tiny model and image, small parameters, ready to run."""
+    w = make_window(qtbot, engine, tmp_path / "settings.ini", image_file, model="tiny")
     spins = w.controls.spins
     w.controls.preset_combo.setCurrentText("custom")
     for name, value in (("iters", 30), ("search_steps", 3), ("k_hat", 5), ("sigma", 0.01), ("mu", 0.1)):
         spins[name].setValue(value)
-    qtbot.addWidget(w)
+    wait_ready(qtbot, w)
     yield w
-    w.controller.stop()
-    assert w.controller.wait(10000)
+    w.state.stop()
+    qtbot.waitUntil(lambda: (engine.poll(), engine.busy_run is None)[1], timeout=TIMEOUT)

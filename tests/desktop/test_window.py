@@ -2,35 +2,38 @@
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
-from gse_algo.images import DEFAULT_IMAGE
-from gse_algo.models import DEFAULT_MODEL, ModelError
-from conftest import TIMEOUT, run_to_end
-from gse_desktop.main_window import MainWindow
+from conftest import MISSING, TIMEOUT, make_window, run_to_end, wait_ready
+from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL
+from gse_desktop.records import RunSpec
 
-def test_starts_with_default_image_and_model_without_loading_it(qtbot, tmp_path):
-    loads = []
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(settings, loader=lambda spec, device: loads.append(spec))
-    qtbot.addWidget(w)
-    assert w.image_path == str(DEFAULT_IMAGE)
+
+def test_starts_with_the_default_image_and_model(qtbot, tmp_path, engine):
+    w = make_window(qtbot, engine, tmp_path / "s.ini", model=None)
     assert w.controls.model_spec() == DEFAULT_MODEL
     assert w.controls.device_combo.currentText() == "cpu"
-    assert w.controls.target() is None and w.controls.run_button.isEnabled()
-    assert w.views.original is not None and loads == []
+    assert w.controls.target() is None
+    qtbot.waitUntil(lambda: w.state.image is not None, timeout=TIMEOUT)  # the tiny loader stands in for mobilenet
+    assert w.state.image.path == str(DEFAULT_IMAGE)
+    assert w.views.original is not None and w.views.original.shape == (16, 16, 3)  # the model input, not the file
+    assert "model input" in w.views.plots["original"].titleLabel.text
+    assert w.controls.run_button.isEnabled()
 
 
-def test_open_image_and_a_corrupt_one_loses_nothing(window, tmp_path):
+def test_open_image_and_a_corrupt_one_loses_nothing(qtbot, window, tmp_path):
     other = tmp_path / "wide.png"
     Image.fromarray(np.zeros((12, 20, 3), np.uint8)).save(other)
-    assert window.open_image(str(other))
-    assert window.views.original.shape == (12, 20, 3)
+    window.open_image(str(other))
+    qtbot.waitUntil(lambda: window.state.image.path == str(other), timeout=TIMEOUT)
+    assert window.state.image.file_size == (20, 12)
+    assert window.views.original.shape == (16, 16, 3)  # resized to the model input
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
-    assert not window.open_image(str(bad))
+    window.open_image(str(bad))
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=TIMEOUT)
     assert len(window.messages) == 1 and "bad.png" in window.messages[0]
-    assert window.image_path == str(other) and window.views.original.shape == (12, 20, 3)
+    assert window.state.image.path == str(other)
     assert window.controls.recent_menu.actions()[0].text() == str(other)
 
 
@@ -39,26 +42,29 @@ def test_run_to_completion_updates_live_views_and_marks_the_chosen_step(qtbot, w
     original_show = window.views.show_frame
     window.views.show_frame = lambda frame, image=0: (shown.append(frame), original_show(frame, image))
     run_to_end(qtbot, window)
+    window.redraw_now()
     assert window.messages == []
-    result = window.history.result
-    assert result is not None and len(window.history) > 0
-    assert 1 <= len(shown) <= len(window.history) + 1  # throttled: at most one redraw per snapshot (+ the final)
-    assert window.search_table.rowCount() == len(window.history.steps) == len(result.steps)
-    assert window.prepared.image.shape == (16, 16, 3)
+    history = window.state.history
+    result = history.result
+    assert result is not None and len(history) > 0
+    assert 1 <= len(shown) <= len(history) + 1  # throttled: at most one redraw per snapshot (+ the final)
+    assert window.search_table.rowCount() == len(history.steps) == len(result.steps)
+    assert window.state.run.image.shape == (16, 16, 3)
     if result.success[0]:
         chosen = int(result.chosen_step[0])
         assert window.timeline.chosen_step == chosen
         assert window.search_table.item(chosen, 5).text() == "★ chosen"
         assert window.views.frame.step == chosen  # following: the final view is the engine's choice
         adv = window.views.items["adversarial"].image
-        assert not np.allclose(adv, window.prepared.image)
+        assert not np.allclose(adv, window.state.run.image)
     assert not window.controls.stop_button.isEnabled() and window.controls.run_button.isEnabled()
 
 
 def test_stepping_changes_what_the_views_show(qtbot, window):
     window.controls.spins["search_steps"].setValue(2)
     run_to_end(qtbot, window)
-    counts = {s: window.history.n_iterations(s) for s in window.history.steps}
+    history = window.state.history
+    counts = {s: history.n_iterations(s) for s in history.steps}
     assert sorted(counts) == [0, 1]
     long_step = max(counts, key=counts.get)
     last = counts[long_step] - 1
@@ -67,23 +73,30 @@ def test_stepping_changes_what_the_views_show(qtbot, window):
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
     window.views.setFocus()  # the keys act while the focus is in the views area
+
+    def press(key):
+        qtbot.keyClick(window.view_area, key)
+        window.redraw_now()
+
     window.timeline.go(long_step, 0)
+    window.redraw_now()
     first = window.views.items["perturbation"].image.copy()
-    qtbot.keyClick(window.view_area, Qt.Key.Key_End)
-    assert (window.views.frame.step, window.views.frame.iteration) == (long_step, last)
+    press(Qt.Key.Key_End)
+    assert (window.views.frame.step, window.views.frame.iteration) == (long_step, last) == window.state.cursor
     assert window.timeline.slider.value() == last
     assert not np.array_equal(first, window.views.items["perturbation"].image)
-    qtbot.keyClick(window.view_area, Qt.Key.Key_Left)
+    press(Qt.Key.Key_Left)
     assert window.views.frame.iteration == last - 1
-    qtbot.keyClick(window.view_area, Qt.Key.Key_Home)
-    qtbot.keyClick(window.view_area, Qt.Key.Key_Right)
+    press(Qt.Key.Key_Home)
+    press(Qt.Key.Key_Right)
     assert window.views.frame.iteration == 1
     other = 1 - long_step
-    qtbot.keyClick(window.view_area, Qt.Key.Key_PageDown if other > long_step else Qt.Key.Key_PageUp)
+    press(Qt.Key.Key_PageDown if other > long_step else Qt.Key.Key_PageUp)
     assert window.views.frame.step == other and window.views.frame.iteration == min(1, counts[other] - 1)
     window.timeline.go(long_step, 2)
+    window.redraw_now()
     assert window.views.frame.iteration == 2 and window.timeline.slider.value() == 2
-    assert not window.timeline.follow.isChecked()
+    assert not window.timeline.follow.isChecked() and not window.state.follow
     assert window.views.readout(2, 3).count("δ=") == 1
 
 
@@ -91,74 +104,88 @@ def test_pause_step_stop_and_a_second_run(qtbot, window):
     window.controls.spins["iters"].setValue(400)
     window.controls.spins["kappa"].setValue(5.0)
     window.controls.run_button.click()
-    qtbot.waitUntil(lambda: len(window.history) >= 2, timeout=TIMEOUT)
+    history = lambda: window.state.history  # noqa: E731 (a new run makes a new history)
+    qtbot.waitUntil(lambda: len(history()) >= 2, timeout=TIMEOUT)
     window.controls.pause_button.click()
-    qtbot.wait(200)
-    paused_at = len(window.history)
-    qtbot.wait(200)
-    assert len(window.history) == paused_at and window.controller.running
+    assert window.state.status == "paused" and "paused" in window.message.text()
+    qtbot.wait(300)
+    paused_at = len(history())
+    qtbot.wait(300)
+    assert len(history()) == paused_at and window.state.active
     window.controls.step_button.click()
-    qtbot.waitUntil(lambda: len(window.history) == paused_at + 1, timeout=TIMEOUT)
-    qtbot.wait(200)
-    assert len(window.history) == paused_at + 1
+    qtbot.waitUntil(lambda: len(history()) == paused_at + 1, timeout=TIMEOUT)
+    qtbot.wait(300)
+    assert len(history()) == paused_at + 1
     window.controls.stop_button.click()
-    assert not window.controller.running and window.controls.run_button.isEnabled()
-    assert window.controller.wait(5000)
-    assert len(window.history) == paused_at + 1  # the stopped run's history stays for stepping
+    assert not window.state.active and window.controls.run_button.isEnabled()
+    assert window.progress.value() <= window.progress.maximum()
+    qtbot.waitUntil(lambda: window.engine.busy_run is None, timeout=TIMEOUT)
+    assert len(history()) == paused_at + 1  # the stopped run's history stays for stepping
     window.timeline.first()
+    window.redraw_now()
     assert window.views.frame.iteration == 0
     window.controls.spins["iters"].setValue(20)
     run_to_end(qtbot, window)
-    assert window.history.result is not None and window.loads == [(DEFAULT_MODEL, "cpu")]  # the model was cached
+    assert history().result is not None and len(window.state.runs) == 2  # both runs are kept for comparison
 
 
-def test_close_during_a_run(qtbot, window):
-    window.controls.spins["iters"].setValue(5000)
-    window.controls.run_button.click()
-    qtbot.waitUntil(lambda: len(window.history) >= 1, timeout=TIMEOUT)
-    window.close()
-    assert not window.isVisible()
-    assert window.controller.wait(5000)
-
-
-def test_a_worker_error_is_a_message_and_the_app_stays_usable(qtbot, window):
-    def broken(spec, device):
-        raise ModelError(f"no model named {spec!r}")
-
-    window.controller.loader = broken
-    window.controls.model_combo.setCurrentText("nonsense")
+def test_a_model_error_is_a_message_and_the_app_stays_usable(qtbot, window):
+    window.controls.model_combo.setCurrentText(MISSING)
     run_to_end(qtbot, window)
     assert len(window.messages) == 1 and "no model named 'nonsense'" in window.messages[0]
     assert "Traceback" not in window.messages[0] and window.controls.run_button.isEnabled()
+    assert window.state.status == "failed"
 
 
 def test_invalid_target_class_in_a_targeted_run(qtbot, window):
-    window.controls.set_target(500)  # ImageNet list shown before the tiny 10-class model is loaded
-    run_to_end(qtbot, window)
+    window.state.start_run(RunSpec(window.state.image.path, "tiny", target=500))
+    qtbot.waitUntil(lambda: not window.state.active, timeout=TIMEOUT)
     assert len(window.messages) == 1 and "out of range" in window.messages[0]
 
 
-def test_signals_of_an_old_run_are_ignored(qtbot, window):
-    got = []
-    window.controller.snapshot.connect(got.append)
+def test_a_target_the_model_already_predicts_is_refused(qtbot, window):
+    clean = window.state.image.clean.top
+    window.controls.set_target(clean)
+    run_to_end(qtbot, window)
+    assert len(window.messages) == 1 and "already predicts" in window.messages[0]
+    assert window.state.history.result is None
+
+
+def test_events_of_an_old_run_are_ignored(qtbot, window):
     window.controls.spins["iters"].setValue(5000)
     window.controls.run_button.click()
-    old = window.controller.worker
+    old = window.state.run_id
     window.controls.stop_button.click()
     window.controls.run_button.click()
-    old.events.put((old.run_id, "snapshot", "stale"))  # late output of the stopped run
-    window.controller.worker.events.put((old.run_id, "snapshot", "stale"))  # even when it lands in the new queue
-    window.controller.poll()
-    assert "stale" not in got and window.controller.run_id == old.run_id + 1
+    assert window.state.run_id != old
+    before = len(window.state.history)
+    window.state.handle([("snapshot", old, None), ("finished", old, None), ("failed", old, "stale")])
+    assert len(window.state.history) == before and window.state.active and window.messages == []
     window.controls.stop_button.click()
 
 
-def test_settings_are_remembered(qtbot, window, tmp_path):
+def test_settings_are_remembered(qtbot, window, tmp_path, engine):
     window.controls.spins["iters"].setValue(17)
     window.close()
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    again = MainWindow(settings, loader=lambda spec, device: None)
-    qtbot.addWidget(again)
+    again = make_window(qtbot, engine, tmp_path / "settings.ini")
     assert again.controls.spins["iters"].value() == 17
     assert again.controls.preset_combo.currentText() == "custom"
-    assert again.image_path == window.image_path
+    assert again.controls.model_spec() == "tiny"
+    wait_ready(qtbot, again)
+    assert again.state.image.path == window.state.image.path
+
+
+def test_a_new_image_clears_every_run_display(qtbot, window, tmp_path):
+    run_to_end(qtbot, window)
+    qtbot.waitUntil(lambda: window.state.cam.map is not None, timeout=TIMEOUT)
+    window.redraw_now()
+    assert window.search_table.rowCount() > 0
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(other)
+    window.open_image(str(other))
+    qtbot.waitUntil(lambda: window.state.image.path == str(other), timeout=TIMEOUT)
+    assert window.search_table.rowCount() == 0 and window.timeline.counts == {}
+    assert window.top_table.item(0, 2).text() == ""
+    assert all(len(c.getData()[0] or []) == 0 for c in window.plots.curves.values())
+    assert window.state.cam.map is None and window.views.cam_text.isVisible()
+    assert window.state.runs == [] and window.state.cursor is None

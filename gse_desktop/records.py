@@ -1,0 +1,109 @@
+"""The typed, immutable records that travel between the engine process and the app (plain NumPy, no torch, no Qt).
+
+- RunSpec: what the user asked for (read from the controls once, when Run is pressed).
+- ModelInfo: what the app needs to know of a loaded model (the model itself stays in the engine process).
+- OpenedImage: an image file decoded by the engine (never in the GUI process: hostile files cannot hang the window),
+  with its model input and the clean prediction.
+- RunDescription: a run as it was really started (the resolved preset and parameters, classes, versions, threads).
+- Final: the end of a run as the CAM comparison needs it (the returned example and its interpretability score).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gse_algo.params import AUTO, GSEParams
+
+
+PREVIEW_SIZE = 512
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One press of Run. target None: untargeted. preset None: the parameters exactly as given ('custom')."""
+
+    image_path: str
+    model_spec: str
+    device: str = "cpu"
+    target: int | None = None
+    params: GSEParams = field(default_factory=GSEParams)
+    preset: str | None = AUTO
+    threads: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    spec: str  # what the user typed or picked (cache key, with the device)
+    name: str
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    cam_layer: str  # the default CAM layer of the architecture
+    layers: tuple[str, ...]  # every layer a CAM can hook, cam_layer first when the list lacks it
+    device: str
+
+    def class_name(self, index: int) -> str:
+        return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's top classes on one image."""
+
+    classes: np.ndarray  # int [k]
+    probs: np.ndarray  # float [k]
+
+    @property
+    def top(self) -> int:
+        return int(self.classes[0])
+
+
+@dataclass(frozen=True)
+class OpenedImage:
+    path: str
+    name: str
+    file_size: tuple[int, int]  # (width, height) of the file
+    source_png: bytes  # the file's pixels as a lossless 16-bit PNG (sessions keep it)
+    model_input: np.ndarray | None  # float32 [H,W,3] in [0,1], the image the attack sees; None without a model
+    model: ModelInfo | None
+    clean: Prediction | None
+    model_error: str | None = None  # why there is no model input
+    preview: np.ndarray | None = None  # without a model input: the file's image fitted into PREVIEW_SIZE px
+
+    @property
+    def shown(self) -> np.ndarray | None:
+        """What the views show before a run: the model input, else the preview."""
+        return self.model_input if self.model_input is not None else self.preview
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    spec: RunSpec
+    model: ModelInfo
+    image: np.ndarray  # float32 [H,W,3], the model input
+    label: int  # the class the attack moves away from (untargeted) or towards (targeted)
+    clean: Prediction
+    targeted: bool
+    params: GSEParams  # the effective parameters (preset applied)
+    preset: str | None  # the resolved preset name, None for custom parameters
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def clean_class(self) -> int:
+        return self.clean.top
+
+
+@dataclass(frozen=True)
+class Final:
+    """The returned adversarial example and its IS (one value per metrics.IS_PERCENTILES, NaN where delta = 0)."""
+
+    adversarial: np.ndarray  # float32 [H,W,3] in [0,1]
+    delta: np.ndarray  # float32 [C,H,W]
+    scores: np.ndarray
+
+    @classmethod
+    def from_delta(cls, clean: np.ndarray, delta: np.ndarray, scores) -> "Final":
+        delta = np.asarray(delta, np.float32)
+        return cls((clean + delta.transpose(1, 2, 0)).astype(np.float32), delta, np.asarray(scores, np.float64))
