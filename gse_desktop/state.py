@@ -35,6 +35,7 @@ from gse_desktop.history import RunHistory
 from gse_desktop.records import Final, OpenedImage, RunDescription, RunSpec
 
 CAM_IMAGES = ("clean", "adversarial")
+CAM_BATCH = 4  # masked/ablated inputs per pass of ScoreCAM/AblationCAM: small, so that a cancel acts soon
 IDLE, OPENING, LOADING, RUNNING, PAUSED, STOPPED, FINISHED, FAILED = (
     "idle", "opening", "loading", "running", "paused", "stopped", "finished", "failed")
 ACTIVE = (LOADING, RUNNING, PAUSED)
@@ -380,7 +381,7 @@ class AppState:
             picture = self.run.image if key.image == "clean" else cam.final.adversarial
             cam.job = (self.engine.submit("cam", {**self._job_payload(), "image": picture,
                                                   "class_index": key.class_index, "method": key.method,
-                                                  "layer": key.layer}), key)
+                                                  "layer": key.layer, "batch_size": CAM_BATCH}), key)
             cam.progress = 0.0
             cam.message = f"computing {key.method} …" + (f" (the map shown is still {describe(cam.shown)})"
                                                           if cam.shown is not None else "")

@@ -13,7 +13,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 SIZE = 16
 TIMEOUT = 30000  # ms for a run of the tiny model (and its CAM jobs) to end
-HANG, CRASH, MISSING = "hang", "crash", "nonsense"  # model specs the test loader turns into bad models
+HANG, CRASH, SLOW, MISSING = "hang", "crash", "slow", "nonsense"  # model specs the test loader makes odd models of
 
 
 def tiny_model():
@@ -30,39 +30,32 @@ def tiny_model():
                        mean, std, "0", None)
 
 
-class _Misbehaving:
-    """Wraps the tiny network: forward hangs, or kills the process, after `after` calls."""
+def misbehave(how: str, after: int = 3):
+    """A forward pre-hook: every pass sleeps 0.3 s (SLOW), or after `after` passes hangs (HANG) or aborts (CRASH)."""
+    calls = []
 
-    def __new__(cls, how: str, after: int):
-        import torch
+    def hook(module, inputs):
+        calls.append(1)
+        if how == SLOW:
+            time.sleep(0.3)
+        elif len(calls) > after:
+            if how == HANG:
+                while True:
+                    time.sleep(1)
+            os.abort()
 
-        class Net(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner, self.calls = inner, 0
-
-            def forward(self, x):
-                self.calls += 1
-                if self.calls > after:
-                    if how == HANG:
-                        while True:
-                            time.sleep(1)
-                    os.abort()
-                return self.inner(x)
-
-        return Net
+    return hook
 
 
 def loader(spec: str, device: str):
     """The engine's model loader in the tests (module level: the engine process imports it)."""
-    from gse_algo.models import ModelError, Normalized
+    from gse_algo.models import ModelError
 
     if spec == MISSING:
         raise ModelError(f"no model named {spec!r}")
     model = tiny_model()
-    if spec in (HANG, CRASH):
-        net = _Misbehaving(spec, after=3)(model.net)
-        model.net, model.model = net, Normalized(net, model.mean, model.std).eval()
+    if spec in (HANG, CRASH, SLOW):
+        model.net.register_forward_pre_hook(misbehave(spec))
     return model
 
 
