@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QTabWidget,
@@ -245,7 +247,7 @@ class MainWindow(QMainWindow):
         self._candidates = []
         if image is None:
             return
-        self.views.show_original(image.shown, "model input" if image.model_input is not None else "file, no model")
+        self._show_image(image.shown, "model input" if image.model_input is not None else "file, no model")
         self.controls.set_image_path(image.path)
         if image.model is not None:
             self.controls.set_class_names(list(image.model.class_names))
@@ -260,6 +262,11 @@ class MainWindow(QMainWindow):
         self._plotted = None
         self.cam_panel.show_frame(None)
         self._remember_image(image.path)
+
+    def _show_image(self, rgb, label: str) -> None:
+        """Reset the image grid to a new clean image (and the CAM view over it)."""
+        self.views.show_original(rgb, label)
+        self.cam_panel.redraw()
 
     def _apply_pending_target(self) -> None:
         """--target NAME, matched against the loaded model's own class names."""
@@ -283,7 +290,8 @@ class MainWindow(QMainWindow):
 
     def _on_run(self) -> None:
         run = self.state.run
-        self.views.show_original(run.image, "model input")
+        if self.views.original is None or not np.array_equal(self.views.original, run.image):
+            self._show_image(run.image, "model input")
         self.controls.set_class_names(list(run.model.class_names))
         self.top_table.set_before(run.clean.classes, run.clean.probs, list(run.model.class_names), run.label)
         self.plots.set_phase_boundary(run.params.k_hat, run.params.iters)

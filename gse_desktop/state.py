@@ -135,6 +135,7 @@ class AppState:
         if self.active:
             self.stop()
         self._clear_run()
+        self._opening = None  # an image asked for before (at start-up, say) no longer replaces the session
         self.image, self.run, self.history, self.runs, self.session_path = image, run, history, [], path
         self.cam = cam[0]
         self.follow = False

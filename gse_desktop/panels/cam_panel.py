@@ -44,7 +44,6 @@ class CamPanel(QWidget):
         self.model_combos = (self.method_combo, self.layer_combo, self.class_combo, self.image_combo)
         self._add_overlay()
         state.events.connect("cam", self.render)
-        state.events.connect("image", self.render)
         self.render()
 
     # -- layout --------------------------------------------------------------------------------------------------
@@ -161,6 +160,11 @@ class CamPanel(QWidget):
         self.message.setText(cam.message if ended or cam.message else "CAMs are computed when a run has ended.")
         self._draw()
         self._update_numbers()
+
+    def redraw(self) -> None:
+        """Draw everything again (the image grid was reset under the CAM view)."""
+        self._drawn = None
+        self.render()
 
     def _fill_pickers(self) -> None:
         """The layer and class lists of the shown run, with the state's selection chosen."""

@@ -127,3 +127,38 @@ def window(qtbot, tmp_path, image_file, engine):
     yield w
     w.state.stop()
     qtbot.waitUntil(lambda: (engine.poll(), engine.busy_run is None)[1], timeout=TIMEOUT)
+
+
+class RecordingEngine:
+    """An engine client that records the commands it gets and never answers (a session must open without it)."""
+
+    ready, info, busy_run = True, {"devices": ["cpu"]}, None
+
+    def __init__(self) -> None:
+        self.commands: list[tuple] = []
+        self._id = 0
+
+    def _record(self, *command) -> int:
+        self._id += 1
+        self.commands.append(command)
+        return self._id
+
+    def open_image(self, *args):
+        return self._record("open", *args)
+
+    def start_run(self, *args):
+        return self._record("run", *args)
+
+    def submit(self, *args):
+        return self._record("job", *args)
+
+    def pause(self, *args):
+        self._record("pause", *args)
+
+    resume = step = stop = cancel = pause
+
+    def poll(self):
+        return []
+
+    def shutdown(self):
+        pass

@@ -5,19 +5,20 @@ import zipfile
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
-from conftest import TIMEOUT, finished_run, tiny_model, wait_idle
-from gse_desktop.main_window import MainWindow
+from conftest import TIMEOUT, RecordingEngine, finished_run, make_window, wait_idle
 from gse_desktop.session import SessionError, load_session
+from gse_desktop.state import CamKey
+
 
 def fresh_window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(settings, loader=lambda spec, device: pytest.fail("a session must open without the model"))
-    w.messages = []
-    w.show_error = w.messages.append
-    qtbot.addWidget(w)
-    return w
+    """A window whose engine never answers: what a reopened session shows needs no model."""
+    return make_window(qtbot, RecordingEngine(), tmp_path / "other.ini")
+
+
+def go(window, position):
+    window.timeline.go(*position)
+    window.redraw_now()
 
 
 def shown(window):
@@ -45,21 +46,22 @@ def test_round_trip_shows_identical_views_and_numbers(qtbot, window, tmp_path):
     path = tmp_path / "run.gses"
     assert window.files.save_session(path) and window.messages == []
     assert zipfile.is_zipfile(path)
-    positions = [(s, j) for s in window.history.steps for j in (0, window.history.n_iterations(s) // 2,
-                                                                window.history.n_iterations(s) - 1)]
+    history = window.state.history
+    positions = [(s, j) for s in history.steps for j in (0, history.n_iterations(s) // 2, history.n_iterations(s) - 1)]
     before = {}
     for position in positions:
-        window.timeline.go(*position)
+        go(window, position)
         before[position] = shown(window)
     again = fresh_window(qtbot, tmp_path)
     assert again.files.open_session(path), again.messages
-    assert again.messages == [] and again.controller._cache is None  # nothing was loaded
-    assert len(again.history) == len(window.history)
-    assert [r.d20.tolist() for r in again.history.result.steps] == [r.d20.tolist() for r in window.history.result.steps]
-    assert again.views.frame.step == int(window.history.result.chosen_step[0])
-    assert again.controls.params() == window.prepared.params
+    again.redraw_now()
+    assert again.messages == [] and [c[0] for c in again.engine.commands] == ["open"]  # only the start-up image
+    assert len(again.state.history) == len(history)
+    assert [r.d20.tolist() for r in again.state.history.result.steps] == [r.d20.tolist() for r in history.result.steps]
+    assert again.controls.params() == window.state.run.params
+    assert "run.gses" in again.windowTitle() and "tiny" in again.windowTitle()
     for position in positions:
-        again.timeline.go(*position)
+        go(again, position)
         assert_same(before[position], shown(again))
 
 
@@ -76,34 +78,29 @@ def cam_shown(window):
 
 def test_a_reopened_session_shows_the_saved_cam_and_its_numbers(qtbot, window, tmp_path):
     finished_run(qtbot, window)
-    wait_idle(qtbot, window)  # the panel resets its pickers when the run hands over: only change them after
-    panel = window.cam_panel
+    wait_idle(qtbot, window)
+    panel, history = window.cam_panel, window.state.history
     panel.class_combo.setCurrentIndex(1)  # the class after the attack, on the adversarial image
     panel.image_combo.setCurrentIndex(1)
-    qtbot.waitUntil(lambda: panel.cam_key is not None and panel.cam_key[:2] == ("adversarial", panel.class_combo
-                                                                                 .itemData(1)[1]), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: window.state.cam.shown.image == "adversarial", timeout=TIMEOUT)
     panel.q_spin.setValue(30)
     panel.opacity.setValue(40)
-    chosen = int(window.history.result.chosen_step[0])
-    positions = [(chosen, window.history.n_iterations(chosen) - 1), (window.history.steps[0], 0)]
-    window.timeline.go(*positions[0])
+    chosen = int(history.result.chosen_step[0])
+    positions = [(chosen, history.n_iterations(chosen) - 1), (history.steps[0], 0)]
+    go(window, positions[0])
     assert window.files.save_session(tmp_path / "cam.gses")
-    state = panel.state()
+    saved = window.files.info()["cam"]
     before = {}
     for position in positions:
-        window.timeline.go(*position)
+        go(window, position)
         before[position] = cam_shown(window)
     assert "IS of the result" in before[positions[0]]["numbers"] and before[positions[0]]["clusters"]
-    again = fresh_window(qtbot, tmp_path)  # its model loader fails the test
+    again = fresh_window(qtbot, tmp_path)  # its engine never answers
     assert again.files.open_session(tmp_path / "cam.gses") and again.messages == []
-    restored = again.cam_panel
-    assert restored.state() == state
-    assert not again.cam_jobs.busy and not restored.compute_button.isEnabled()
-    for combo in (restored.method_combo, restored.layer_combo, restored.class_combo, restored.image_combo):
-        assert not combo.isEnabled() and "open the model" in combo.toolTip()
-    assert restored.q_spin.isEnabled() and restored.opacity.isEnabled()
+    assert again.files.info()["cam"] == saved
+    assert again.cam_panel.method_combo.isEnabled()  # new CAMs are asked of the engine (it loads the model)
     for position in positions:
-        again.timeline.go(*position)
+        go(again, position)
         after = cam_shown(again)
         for name, value in before[position].items():
             if name == "curve":
@@ -112,12 +109,19 @@ def test_a_reopened_session_shows_the_saved_cam_and_its_numbers(qtbot, window, t
                 assert value.dtype == after[name].dtype and np.array_equal(value, after[name]), (name, position)
             else:
                 assert value == after[name], (name, position)
-    again.controller.loader = lambda spec, device: tiny_model()
-    again.controls.run_button.click()  # with the model back, the pickers work again
-    qtbot.waitUntil(lambda: not again.controller.running and restored.cam is not None and not again.cam_jobs.busy,
-                    timeout=TIMEOUT)
-    assert restored.method_combo.isEnabled() and "open the model" not in restored.method_combo.toolTip()
-    assert restored.cam_key[2] == "GradCAM" and again.messages == []
+
+
+def test_a_reopened_session_computes_new_cams_with_the_model_loaded_on_demand(qtbot, window, tmp_path, engine):
+    finished_run(qtbot, window)
+    wait_idle(qtbot, window)
+    assert window.files.save_session(tmp_path / "s.gses")
+    window.close()  # one window per engine client: its pump would take the events
+    again = make_window(qtbot, engine, tmp_path / "again.ini")
+    assert again.files.open_session(tmp_path / "s.gses")
+    run = again.state.run
+    again.state.select_cam(CamKey("clean", run.clean_class, "GradCAM++", run.model.cam_layer))
+    qtbot.waitUntil(lambda: again.state.cam.shown.method == "GradCAM++", timeout=TIMEOUT)
+    assert again.messages == [] and not again.state.active
 
 
 def test_a_reopened_session_saves_again_unchanged(qtbot, window, tmp_path):
@@ -172,7 +176,7 @@ def test_damaged_or_foreign_files_give_a_message_and_keep_the_state(qtbot, windo
     good = tmp_path / "good.gses"
     assert window.files.save_session(good)
     state = shown(window)
-    history = window.history
+    history = window.state.history
     for name, words in damaged_files(tmp_path, good.read_bytes()).items():
         with pytest.raises(SessionError, match=words):
             load_session(tmp_path / f"{name}.gses")
@@ -180,7 +184,7 @@ def test_damaged_or_foreign_files_give_a_message_and_keep_the_state(qtbot, windo
         assert not window.files.open_session(tmp_path / f"{name}.gses")
         assert len(window.messages) == 1 and f"{name}.gses" in window.messages[0]
         assert "Traceback" not in window.messages[0]
-        assert window.history is history
+        assert window.state.history is history
         assert_same(state, shown(window))
     assert not window.files.open_session(tmp_path / "nowhere.gses") and "no such file" in window.messages[-1]
 
@@ -206,12 +210,13 @@ def test_nothing_to_save_before_a_run(window, tmp_path):
 
 def test_a_session_reopens_at_the_iteration_shown_when_saved(qtbot, window, tmp_path):
     finished_run(qtbot, window)
-    step = window.history.steps[0]
-    position = (step, window.history.n_iterations(step) // 2)
-    window.timeline.go(*position)
+    step = window.state.history.steps[0]
+    position = (step, window.state.history.n_iterations(step) // 2)
+    go(window, position)
     path = tmp_path / "here.gses"
     assert window.files.save_session(path)
     again = fresh_window(qtbot, tmp_path)
     assert again.files.open_session(path), again.messages
+    again.redraw_now()
     assert (again.views.frame.step, again.views.frame.iteration) == position
     assert_same(shown(window), shown(again))
