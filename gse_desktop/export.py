@@ -26,7 +26,7 @@ from gse_algo.params import GSEParams
 from gse_desktop.history import Frame
 from gse_desktop.records import Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 from gse_desktop.session import Session, SessionError, load_session, save_session
-from gse_desktop.state import CamKey, CamState, describe
+from gse_desktop.state import CamKey, CamState
 
 CHOSEN = "chosen"  # figure/data iteration: the engine's returned example (else "shown" or a (step, iteration))
 SHOWN = "shown"
@@ -76,6 +76,14 @@ class FileActions(QObject):
             "interpretability_score": {str(p): (None if math.isnan(v) else float(v))
                                        for p, v in zip(IS_PERCENTILES, scores)},
         }
+
+    def _cam_caption(self) -> str:
+        """figures.cam_caption of the CAM on screen (its own key) and the run's IS(70)."""
+        cam, names = self.state.cam, self.state.run.model
+        key = cam.shown
+        is70 = float(cam.final.scores[IS_PERCENTILES.index(70)]) if cam.final is not None else None
+        return figures.cam_caption(key.method, f"{key.class_index} {names.class_name(key.class_index)}", is70,
+                                   key.image)
 
     def _cam_array(self) -> np.ndarray | None:
         """The CAM on screen, None without one of the image's size."""
@@ -195,8 +203,7 @@ class FileActions(QObject):
         lambda_map = (10.0 ** frame.log10_lambda[0].astype(np.float64)).astype(np.float32)
         cam_map = self._cam_array()
         m = self._summary(info, frame, x, x_adv, which)
-        caption = describe(self.state.cam.shown, self.state.run.model) if cam_map is not None else "CAM"
-        captions = figures.run_captions(m, caption, lambda_map)
+        captions = figures.run_captions(m, self._cam_caption() if cam_map is not None else "CAM", lambda_map)
         data = figures.FigureData(x=x, x_adv=x_adv, mask=frame.mask[0], lambda_map=lambda_map, cam=cam_map,
                                   captions=captions, title=figures.run_title(m))
         return data, frame, m

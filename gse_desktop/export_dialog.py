@@ -78,7 +78,7 @@ def _export_view(actions) -> None:
 
 
 def _export_figure(actions) -> None:
-    chosen = _options_and_path(actions, FigureDialog(actions.window.history.result is not None, actions.window),
+    chosen = _options_and_path(actions, FigureDialog(actions.state.history.result is not None, actions.window),
                                "Save composite figure", "figure")
     if chosen:
         options, path = chosen
@@ -86,7 +86,7 @@ def _export_figure(actions) -> None:
 
 
 def _export_animation(actions) -> None:
-    chosen = _options_and_path(actions, AnimationDialog(actions.window.history.steps, actions.window),
+    chosen = _options_and_path(actions, AnimationDialog(actions.state.history.steps, actions.window),
                                "Save animation", "iterations")
     if chosen:
         options, path = chosen

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QDialog, QFileDialog
 
-from conftest import finished_run
+from conftest import TIMEOUT, finished_run, wait_idle
 from gse_algo.images import read_image
 from gse_desktop import export_dialog
 from gse_desktop.export import CHOSEN
@@ -21,6 +21,7 @@ def done(qtbot, window):
     """The window after a finished two-step run, shown at the chosen result."""
     window.controls.spins["search_steps"].setValue(2)
     finished_run(qtbot, window)
+    wait_idle(qtbot, window)  # the default CAM is there
     return window
 
 
@@ -31,7 +32,7 @@ def text_chunks(path):
 
 
 def test_single_views_as_png_with_size_and_provenance_and_as_svg(done, tmp_path):
-    frame = done.views.frame
+    frame = done.state.frame()
     for name in ("perturbation", "images", "l2"):
         path = tmp_path / f"{name}.png"
         assert done.files.export_view(name, path, width=640), done.messages
@@ -51,14 +52,15 @@ def test_single_views_as_png_with_size_and_provenance_and_as_svg(done, tmp_path)
 
 def test_composite_figure_png_svg_pdf(done, tmp_path):
     dpi = 80
-    panels = ["mask", "original", "cam", "lambda"]  # no CAM computed: the cam panel is left out
+    panels = ["mask", "original", "cam", "lambda"]
     assert done.files.export_figure(tmp_path / "f.png", panels, CHOSEN, dpi), done.messages
     with Image.open(tmp_path / "f.png") as image:
-        assert image.width == round(2.6 * 3 * dpi)  # figures.composite_figure: 2.6 inches per panel
+        assert image.width == round(2.6 * 4 * dpi)  # figures.composite_figure: 2.6 inches per panel
     info = text_chunks(tmp_path / "f.png")
-    assert all(key in info for key in PROVENANCE) and info["Panels"] == "mask,original,lambda"
-    step = int(done.history.result.chosen_step[0])
-    assert info["Iteration"] == f"search step {step}, iteration {done.history.n_iterations(step) - 1}"
+    assert all(key in info for key in PROVENANCE) and info["Panels"] == "mask,original,cam,lambda"
+    assert info["Threads"] == "1" and info["Seed"] == "0" and info["Device"] == "cpu"
+    step = int(done.state.history.result.chosen_step[0])
+    assert info["Iteration"] == f"search step {step}, iteration {done.state.history.n_iterations(step) - 1}"
     assert done.files.export_figure(tmp_path / "f.svg")
     assert ET.parse(tmp_path / "f.svg").getroot().tag.endswith("svg")
     assert done.files.export_figure(tmp_path / "f.pdf")
@@ -69,25 +71,25 @@ def test_figure_data_is_the_shown_iterate(done):
     done.timeline.go(0, 3)
     data, frame, m = done.files.figure_data()
     assert (frame.step, frame.iteration) == (0, 3)
-    np.testing.assert_array_equal(data.x, done.prepared.image)
-    np.testing.assert_allclose(data.x_adv, np.clip(done.prepared.image + frame.delta[0].transpose(1, 2, 0), 0, 1))
+    np.testing.assert_array_equal(data.x, done.state.run.image)
+    np.testing.assert_allclose(data.x_adv, np.clip(done.state.run.image + frame.delta[0].transpose(1, 2, 0), 0, 1))
     assert m["acp"] == int(frame.mask.sum()) and m["l2"] == pytest.approx(np.linalg.norm(data.x_adv - data.x),
                                                                           rel=1e-5)
     chosen, _, _ = done.files.figure_data(CHOSEN)
-    result = done.history.result
-    np.testing.assert_allclose(chosen.x_adv, result.x_adv[0].numpy().transpose(1, 2, 0), atol=1e-6)
+    result = done.state.history.result
+    np.testing.assert_allclose(chosen.x_adv, np.asarray(result.x_adv[0]).transpose(1, 2, 0), atol=1e-6)
 
 
 def test_animation_gif_has_every_nth_frame_and_the_last(done, tmp_path):
-    step = done.history.steps[0]
-    n = done.history.n_iterations(step)
+    step = done.state.history.steps[0]
+    n = done.state.history.n_iterations(step)
     every = 3
     expected = len(range(0, n, every)) + (1 if (n - 1) % every else 0)
     assert done.files.export_animation(tmp_path / "a.gif", step, every), done.messages
     with Image.open(tmp_path / "a.gif") as gif:
         assert gif.n_frames == expected
-    total = sum(len(range(0, done.history.n_iterations(s), 7)) + (1 if (done.history.n_iterations(s) - 1) % 7 else 0)
-                for s in done.history.steps)
+    total = sum(len(range(0, done.state.history.n_iterations(s), 7)) + (1 if (done.state.history.n_iterations(s) - 1) % 7 else 0)
+                for s in done.state.history.steps)
     assert done.files.export_animation(tmp_path / "all.gif", None, 7)
     with Image.open(tmp_path / "all.gif") as gif:
         assert gif.n_frames == total
@@ -99,14 +101,14 @@ def test_animation_gif_has_every_nth_frame_and_the_last(done, tmp_path):
 def test_data_export_16bit_png_npz_json(done, tmp_path):
     assert done.files.export_data(tmp_path / "out", CHOSEN), done.messages
     out = tmp_path / "out"
-    expected = np.clip(done.history.result.x_adv[0].numpy().transpose(1, 2, 0), 0, 1)
+    expected = np.clip(np.asarray(done.state.history.result.x_adv[0]).transpose(1, 2, 0), 0, 1)
     np.testing.assert_allclose(read_image(out / "adv.png"), expected, atol=0.5 / 65535 + 1e-7)
     assert all(key in text_chunks(out / "adv.png") for key in PROVENANCE)
     with np.load(out / "arrays.npz", allow_pickle=False) as arrays:
         assert arrays["mask"].shape == (16, 16) and arrays["x_adv"].shape == (3, 16, 16)
         assert int(arrays["mask"].sum()) == json.loads((out / "metrics.json").read_text())["acp"]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["params"]["iters"] == 30 and m["model"] == "tiny"
+    assert m["params"]["iters"] == 30 and m["model"] == "tiny" and m["threads"] == 1 and m["seed"] == 0
 
 
 def test_unwritable_paths_give_a_message_and_no_file(done, tmp_path):
@@ -154,3 +156,19 @@ def test_the_file_menu_has_the_entries(done):
     assert texts[:3] == ["Open image…", "Open session…", "Save session…"] and "Quit" in texts
     export = next(a.menu() for a in menu.actions() if a.text() == "Export")
     assert len(export.actions()) == 4
+
+
+def test_the_figure_caption_names_the_cam_on_screen_not_the_pickers(qtbot, done):
+    """Pick HiResCAM, then ScoreCAM and cancel it: the figure shows HiResCAM and says so."""
+    cam = done.state.cam
+    run = done.state.run
+    key = cam.shown
+    done.state.select_cam(type(key)(key.image, key.class_index, "HiResCAM", key.layer))
+    qtbot.waitUntil(lambda: cam.shown.method == "HiResCAM", timeout=TIMEOUT)
+    done.state.select_cam(type(key)(key.image, key.class_index, "ScoreCAM", key.layer), force=True)
+    assert "the map shown is still HiResCAM" in cam.message
+    done.state.cancel_cam()
+    data, _, _ = done.files.figure_data()
+    assert data.captions["cam"].startswith("HiResCAM") and "ScoreCAM" not in data.captions["cam"]
+    np.testing.assert_array_equal(data.cam, cam.cache[cam.shown])
+    assert done.files.info()["cam"]["method"] == "HiResCAM" and run.model.name == "tiny"
