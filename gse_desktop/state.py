@@ -368,6 +368,7 @@ class AppState:
         cam = self.cam
         cam.selection = key
         if key in cam.cache:
+            self.cancel_cam()  # a map nobody asks for any more would hold up the engine
             cam.shown, cam.message = key, ""
         elif cam.job is not None and cam.job[1] == key:
             pass

@@ -152,10 +152,20 @@ class RecordingEngine:
     def submit(self, *args):
         return self._record("job", *args)
 
-    def pause(self, *args):
-        self._record("pause", *args)
+    def pause(self, ident):
+        self._record("pause", ident)
 
-    resume = step = stop = cancel = pause
+    def resume(self, ident):
+        self._record("resume", ident)
+
+    def step(self, ident):
+        self._record("step", ident)
+
+    def stop(self, ident):
+        self._record("stop", ident)
+
+    def cancel(self, ident):
+        self._record("cancel", ident)
 
     def poll(self):
         return []
