@@ -1,17 +1,20 @@
-"""GUI benchmark: event-loop latency during a run, and the attack's time in the app vs headless.
+"""GUI benchmark: start-up, live redraws, event-loop lateness, app vs headless attack time, stop, memory.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui.py [--iters 60] [--search-steps 3]
-                                                                        [--threads N] [--repeats 3] [--target K]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui.py [--iters 200] [--search-steps 10]
+                                                                        [--threads 1] [--repeats 1]
 
-Default image and model (mobilenet_v2), the imagenet preset with fewer iterations. Both sides attack the same
-model object, image, label and parameters with the full trace, in a thread of their own that sets grad mode and
-torch's thread count (both are per thread), and are timed from the first iteration to the result:
-- headless: a plain thread drains `iterate_gse`;
-- app: the main window (offscreen) runs the attack in its worker (the time is the worker's `active_seconds`) while
-  a 10 ms timer in the GUI thread records its lateness.
-One untimed headless run warms up first (the first iterations of a process can be many times slower: lazy memory,
-oneDNN set-up), then headless and app runs alternate `--repeats` times. Goals: p95 lateness <= 50 ms,
-app / headless <= 1.05. Prints figures, asserts nothing.
+Default image and model (mobilenet_v2), imagenet preset (the full default run unless told otherwise). Prints, in
+one run of this script:
+- window on screen: seconds from launching `gse-desktop`'s code in a fresh interpreter to the first shown window;
+  whether torch was imported by then; the engine's "ready" and the image shown;
+- first live mask: seconds from Run to the first snapshot drawn;
+- attack time in the app / the same attack headless at the same thread count (both: the engine's own GSEResult
+  time_s; the headless run is a plain `iterate_gse` with the full trace in a fresh process), goal <= 1.05;
+- redraws per second during the run (goal >= 10) and the lateness of a 10 ms GUI timer (goal p95 <= 50 ms), also
+  during a composite figure and a GIF export;
+- Stop -> idle: seconds from Stop to the engine's answer (goal <= 0.5 s), and with a model that hangs (goal <= 5 s);
+- memory: resident set of the GUI process and of the engine process during the run.
+Asserts nothing.
 """
 
 from __future__ import annotations
@@ -19,133 +22,199 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "desktop"))  # the hanging test model for the Stop measurement
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from gse_algo.attack import iterate_gse  # noqa: E402
-from gse_algo.images import DEFAULT_IMAGE, load_image  # noqa: E402
-from gse_algo.models import DEFAULT_MODEL, load_model  # noqa: E402
-from gse_algo.params import GSEParams  # noqa: E402
-from gse_desktop.worker import default_threads  # noqa: E402
+from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL  # noqa: E402
+
+STARTUP = """
+import time; t0 = time.perf_counter()
+import sys
+from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSettings
+app = QApplication([])
+from gse_desktop.main_window import MainWindow
+w = MainWindow(QSettings(sys.argv[1], QSettings.Format.IniFormat))
+w.show(); app.processEvents()
+shown = time.perf_counter() - t0
+torch_loaded = "torch" in sys.modules
+while not (w.state.engine_ready and w.state.image is not None):
+    app.processEvents(); time.sleep(0.01)
+print(shown, torch_loaded, time.perf_counter() - t0)
+w.close()
+"""
+HEADLESS = """
+import sys, torch
+from gse_algo import GSEParams, iterate_gse, load_image, load_model
+from gse_algo.defaults import DEFAULT_IMAGE
+torch.set_num_threads(int(sys.argv[1])); params = GSEParams.preset("imagenet").replace(iters=int(sys.argv[2]),
+                                                                                     search_steps=int(sys.argv[3]))
+m = load_model(); x = load_image(DEFAULT_IMAGE, m.input_size)[None]
+with torch.no_grad(): y = m.model(x).argmax(1)
+run = iterate_gse(m.model, x, y, params=params, trace=True)
+n = sum(1 for _ in run)
+print(run.result.time_s, n)
+"""
 
 
-def headless(model, params: GSEParams, threads: int, target: int | None = None) -> tuple[float, int]:
-    """(seconds from the first iteration to the result, snapshots) of one traced run in a thread of its own."""
-    out: list = []
-
-    def attack() -> None:
-        torch.set_grad_enabled(True)
-        torch.set_num_threads(threads)
-        x = load_image(DEFAULT_IMAGE, model.input_size).unsqueeze(0)  # as the worker prepares the run
-        with torch.no_grad():
-            label = model.model(x).argmax(1) if target is None else torch.tensor([target])
-        start = time.perf_counter()
-        run = iterate_gse(model.model, x, label, targeted=target is not None, params=params, trace=True)
-        n = sum(1 for _ in run)
-        out.append((time.perf_counter() - start, n))
-
-    thread = threading.Thread(target=attack)
-    thread.start()
-    thread.join()
-    return out[0]
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def settle(app: QApplication, seconds: float = 0.5) -> None:
-    """Let the event loop handle start-up work (first layout and paint) for a while."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+class Lateness:
+    """A 10 ms timer in the GUI thread; records how late each tick is."""
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self.timer = QTimer(interval=10, timerType=Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.last = time.perf_counter()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.late.append((now - self.last - 0.010) * 1000)
+        self.last = now
+
+    def start(self) -> None:
+        self.late, self.last = [], time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> str:
+        self.timer.stop()
+        late = np.array(self.late[1:] or [np.nan])
+        return f"p50 {np.percentile(late, 50):.1f} ms, p95 {np.percentile(late, 95):.1f} ms, max {late.max():.1f} ms"
+
+
+def spin(app: QApplication, until, timeout: float = 1800.0) -> float:
+    start = time.perf_counter()
+    while not until() and time.perf_counter() - start < timeout:
         app.processEvents()
-        time.sleep(0.01)
+        time.sleep(0.002)
+    return time.perf_counter() - start
 
 
-def in_app(app: QApplication, model, params: GSEParams, threads: int,
-           target: int | None = None) -> tuple[float, int, list[float]]:
-    """(the worker's seconds from the first iteration to the result, snapshots, timer lateness in ms)."""
+def startup(tmp: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", STARTUP, str(Path(tmp) / "startup.ini")], capture_output=True,
+                         text=True, env=env, check=True).stdout.split()
+    launch = time.perf_counter() - started - float(out[2])  # interpreter start-up before the script's first line
+    print(f"window on screen {launch + float(out[0]):.2f} s after launch (goal <= 3 s); torch imported by then: "
+          f"{out[1]}; engine ready and image shown after {launch + float(out[2]):.1f} s")
+
+
+def app_run(app: QApplication, tmp: str, args) -> float:
+    """The full run in the window; returns the engine's attack time."""
     from gse_desktop.main_window import MainWindow
 
-    with tempfile.TemporaryDirectory() as tmp:
-        window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat),
-                            loader=lambda spec, device: model, image=str(DEFAULT_IMAGE))
-        window.show()
-        c = window.controls
-        c.preset_combo.setCurrentText("custom")
-        for name, value in params.as_dict().items():
-            c.spins[name].setValue(value)
-        c.threads_spin.setValue(threads)
-        if target is not None:
-            c.set_target(target)
-        if c.params() != params or c.device_combo.currentText() != "cpu" or c.target() != target:
-            raise SystemExit(f"the app would run other parameters: {c.params()} on {c.device_combo.currentText()}")
-        settle(app)  # the window is laid out and painted before Run is pressed, as for a user
-        late: list[float] = []
-        last = [time.perf_counter()]
-
-        def tick() -> None:
-            now = time.perf_counter()
-            late.append((now - last[0] - 0.010) * 1000)
-            last[0] = now
-
-        timer = QTimer(interval=10, timerType=Qt.TimerType.PreciseTimer)
-        timer.timeout.connect(tick)
-        loop = QEventLoop()
-        window.controller.finished.connect(lambda _: loop.quit())
-        window.controller.failed.connect(lambda text: (print("run failed:", text), loop.quit()))
+    window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat), image=str(DEFAULT_IMAGE),
+                        model=DEFAULT_MODEL)
+    window.resize(1600, 960)
+    window.show()
+    spin(app, lambda: window.state.engine_ready and window.state.image is not None)
+    c = window.controls
+    c.preset_combo.setCurrentText("imagenet")
+    c.spins["iters"].setValue(args.iters)
+    c.spins["search_steps"].setValue(args.search_steps)
+    c.threads_spin.setValue(args.threads)
+    draws = []
+    show = window.views.show_frame
+    window.views.show_frame = lambda frame, image=0: (draws.append(time.perf_counter()), show(frame, image))
+    lateness, memory = Lateness(), []
+    sampler = QTimer(interval=1000)
+    sampler.timeout.connect(lambda: memory.append((rss_mb(os.getpid()), rss_mb(window.engine.info["pid"]))))
+    pressed = time.perf_counter()
+    window.start_run()
+    lateness.start()
+    sampler.start()
+    first = spin(app, lambda: bool(draws))
+    spin(app, lambda: not window.state.active)
+    run_lateness = lateness.stop()
+    sampler.stop()
+    result = window.state.history.result
+    seconds = time.perf_counter() - pressed
+    print(f"first live mask {first:.2f} s after Run (goal <= 2 s)")
+    print(f"app run: engine time {result.time_s:.1f} s, {len(window.state.history)} snapshots, wall {seconds:.1f} s; "
+          f"redraws {len(draws) / seconds:.1f} per second (goal >= 10); lateness during the run: {run_lateness} "
+          f"(goal p95 <= 50 ms)")
+    gui, engine = np.array(memory).max(axis=0) if memory else (np.nan, np.nan)
+    print(f"memory during the run: GUI process {gui:.0f} MB, engine process {engine:.0f} MB (resident, peak of "
+          f"1 s samples)")
+    spin(app, lambda: window.state.cam.map is not None, 120)
+    for what, export in (("composite figure", lambda p: window.files.export_figure(p / "f.png")),
+                         ("GIF", lambda p: window.files.export_animation(p / "a.gif", None, 10))):
+        lateness.start()
+        QTimer.singleShot(20, lambda: export(Path(tmp)))
+        spin(app, lambda: False, 0.05)
+        spin(app, lambda: len(lateness.late) > 20, 120)
+        print(f"lateness during the {what} export: {lateness.stop()}")
+    stop_times = []
+    for _ in range(3):
         window.start_run()
-        worker = window.controller.worker
-        timer.start()
-        loop.exec()
-        timer.stop()
-        n = len(window.history)
-        app.processEvents()  # the CAM panel starts its jobs once a run is over; closing cancels them
-        window.close()
-        window.controller.wait()
-        window.cam_jobs.wait()  # none may overlap the next measurement
-    return worker.active_seconds, n, late[1:]
+        spin(app, lambda: len(window.state.history) >= 5)
+        window.state.stop()
+        stop_times.append(spin(app, lambda: window.engine.busy_run is None))
+    print(f"Stop -> engine idle: {', '.join(f'{t:.2f}' for t in stop_times)} s (goal <= 0.5 s)")
+    window.close()
+    window.engine.shutdown()
+    return result.time_s
+
+
+def hanging_stop(app: QApplication, tmp: str) -> None:
+    from conftest import HANG, loader
+
+    from gse_desktop.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(Path(tmp) / "h.ini"), QSettings.Format.IniFormat), image=str(DEFAULT_IMAGE),
+                        model=HANG, loader=loader)
+    spin(app, lambda: window.state.engine_ready and window.state.image is not None)
+    window.controls.preset_combo.setCurrentText("custom")
+    window.start_run()
+    spin(app, lambda: window.state.run is not None)
+    time.sleep(1.0)  # the model's forward pass hangs now
+    window.state.stop()
+    waited = spin(app, lambda: window.engine.busy_run is None, 30)
+    print(f"Stop -> idle with a hanging model: {waited:.2f} s, the engine process replaced (goal <= 5 s)")
+    window.close()
+    window.engine.shutdown()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=60)
-    parser.add_argument("--search-steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--target", type=int, help="a targeted attack on this class (longer runs)")
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--search-steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    model = load_model(DEFAULT_MODEL)
-    params = GSEParams.preset("imagenet", targeted=args.target is not None).replace(iters=args.iters,
-                                                                                  search_steps=args.search_steps)
     print(f"{DEFAULT_MODEL} on {DEFAULT_IMAGE.name}, imagenet preset, iters={args.iters}, "
-          f"search_steps={args.search_steps}, target {args.target}, torch threads={args.threads}; "
-          f"{platform.processor() or 'CPU'}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    headless(model, params, args.threads, args.target)  # warm-up
-    ratios, late = [], []
-    for r in range(args.repeats):
-        t_head, n_head = headless(model, params, args.threads, args.target)
-        t_app, n_app, lateness = in_app(app, model, params, args.threads, args.target)
-        ratios.append(t_app / t_head)
-        late += lateness
-        print(f"run {r + 1}: headless {t_head:.2f} s / {n_head} snapshots "
-              f"({1000 * t_head / n_head:.0f} ms/iteration), app {t_app:.2f} s / {n_app} snapshots "
-              f"({1000 * t_app / n_app:.0f} ms/iteration): ratio {t_app / t_head:.3f}")
-    late_ms = np.array(late)
-    print(f"app / headless time ratio: median {statistics.median(ratios):.3f} over {len(ratios)} pairs "
-          f"(goal <= 1.05)")
-    print(f"event-loop lateness of a 10 ms timer: p50 {np.percentile(late_ms, 50):.1f} ms, "
-          f"p95 {np.percentile(late_ms, 95):.1f} ms, max {late_ms.max():.1f} ms over {late_ms.size} ticks "
-          f"(goal p95 <= 50 ms); load average now {os.getloadavg()[0]:.1f}")
+          f"search_steps={args.search_steps}, torch threads={args.threads}; {platform.processor() or 'CPU'}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        startup(tmp)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", HEADLESS, str(args.threads), str(args.iters),
+                              str(args.search_steps)], capture_output=True, text=True, env=env, check=True)
+        headless_s, n = out.stdout.split()
+        print(f"headless run: {float(headless_s):.1f} s, {n} snapshots")
+        app_s = app_run(app, tmp, args)
+        print(f"attack time in the app / headless: {app_s / float(headless_s):.3f} (goal <= 1.05)")
+        hanging_stop(app, tmp)
+    print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -30,46 +30,52 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search-steps", type=int, help="fewer outer steps than the preset's 10 (said on screen)")
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument("--width", type=int, default=1600)
+    parser.add_argument("--height", type=int, default=960)
+    parser.add_argument("--suffix", default="", help="added to the file names (e.g. _1280x720)")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from gse_desktop.main_window import MainWindow
 
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
-        window.resize(1600, 960)
+        window.resize(args.width, args.height)
         window.show()
+        state = window.state
+
+        def wait(until, timeout=args.timeout) -> None:
+            start = time.perf_counter()
+            while not until() and time.perf_counter() - start < timeout:
+                app.processEvents()
+                time.sleep(0.005)
+
+        wait(lambda: state.engine_ready and state.image is not None)
         if args.search_steps:
             window.controls.spins["search_steps"].setValue(args.search_steps)
         window.start_run()
-        start, running_shot = time.perf_counter(), False
-        while window.controller.running and time.perf_counter() - start < args.timeout:
-            app.processEvents()
-            time.sleep(0.005)
-            latest = window.history.latest()
-            if not running_shot and latest and window.prepared and latest[1] >= window.prepared.params.k_hat + 20:
-                window._redraw()
-                app.processEvents()
-                window.grab().save(str(DOCS / "screenshot_running.png"))
-                running_shot = True
-                print(f"running screenshot at step {latest[0]}, iteration {latest[1]}")
+        start = time.perf_counter()
+        wait(lambda: state.run is not None and (state.history.latest() or (0, 0))[1] >= state.run.params.k_hat + 20)
+        window.redraw_now()
+        app.processEvents()
+        window.grab().save(str(DOCS / f"screenshot_running{args.suffix}.png"))
+        print(f"running screenshot at {state.history.latest()}")
+        wait(lambda: not state.active)
+        window.redraw_now()
         for _ in range(20):
             app.processEvents()
         if args.search_steps:
             window.message.setText(window.message.text() + f"  [screenshot run: {args.search_steps} search steps]")
-        window.grab().save(str(DOCS / "screenshot_done.png"))
+        window.grab().save(str(DOCS / f"screenshot_done{args.suffix}.png"))
         print(f"done in {time.perf_counter() - start:.0f} s: {window.message.text()}")
-        print(f"history: {len(window.history)} snapshots, {window.history.nbytes() / 2**20:.1f} MB")
-        start = time.perf_counter()
-        while window.cam_panel.cam_array() is None and time.perf_counter() - start < 120:
-            app.processEvents()
-            time.sleep(0.01)
+        print(f"history: {len(state.history)} snapshots, {state.history.nbytes() / 2**20:.1f} MB")
+        wait(lambda: state.cam.map is not None, 120)
         window.bottom_tabs.setCurrentIndex(1)
+        window.redraw_now()
         for _ in range(20):
             app.processEvents()
-        window.grab().save(str(DOCS / "screenshot_cam.png"))
+        window.grab().save(str(DOCS / f"screenshot_cam{args.suffix}.png"))
         window.close()
-        window.controller.wait()
-        window.cam_jobs.wait()
+        window.engine.shutdown()
     return 0
 
 

@@ -13,6 +13,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 SIZE = 16
 TIMEOUT = 30000  # ms for a run of the tiny model (and its CAM jobs) to end
+START_TIMEOUT = 120000  # ms for a new engine process to be ready (imports torch; slow on a busy machine)
 HANG, CRASH, SLOW, MISSING = "hang", "crash", "slow", "nonsense"  # model specs the test loader makes odd models of
 
 
@@ -72,7 +73,7 @@ def engine():
 def wait_ready(qtbot, window) -> None:
     """The engine is ready and the window shows its image."""
     qtbot.waitUntil(lambda: window.state.engine_ready and window.state.image is not None
-                    and window.state.status not in ("opening",), timeout=TIMEOUT)
+                    and window.state.status not in ("opening",), timeout=START_TIMEOUT)
 
 
 def run_to_end(qtbot, window) -> None:

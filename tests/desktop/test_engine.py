@@ -11,6 +11,7 @@ from gse_algo.params import GSEParams
 from gse_desktop.engine import EngineClient
 from gse_desktop.records import RunSpec
 
+START_S = 120.0  # a new engine process imports torch: slow on a busy machine
 LONG = GSEParams(iters=5000, search_steps=2, k_hat=5, sigma=1e-7, mu=0.1)  # tiny steps: never succeeds early
 
 
@@ -49,7 +50,7 @@ def image(tmp_path_factory):
 def test_stop_acts_at_the_next_iteration_and_jobs_wait_for_the_run(image):
     client = EngineClient(loader)
     try:
-        wait_for(client, lambda e: "ready" in kinds(e))
+        wait_for(client, lambda e: "ready" in kinds(e), START_S)
         pid = client.info["pid"]
         run = client.start_run(RunSpec(image, "tiny", params=LONG, preset=None))
         events = wait_for(client, lambda e: kinds(e, run).count("snapshot") >= 3)
@@ -80,7 +81,7 @@ def test_stop_acts_at_the_next_iteration_and_jobs_wait_for_the_run(image):
 def test_a_hanging_model_is_replaced_and_a_crashing_one_reported(image):
     client = EngineClient(loader, grace_s=1.0)
     try:
-        wait_for(client, lambda e: "ready" in kinds(e))
+        wait_for(client, lambda e: "ready" in kinds(e), START_S)
         first_pid = client.info["pid"]
         run = client.start_run(RunSpec(image, HANG, params=LONG, preset=None))
         wait_for(client, lambda e: "prepared" in kinds(e, run))
@@ -89,7 +90,7 @@ def test_a_hanging_model_is_replaced_and_a_crashing_one_reported(image):
         started = time.monotonic()
         events = wait_for(client, lambda e: "engine_lost" in kinds(e))
         assert time.monotonic() - started < 3.0 and "did not stop within 1 s" in events[-1].payload
-        events = wait_for(client, lambda e: "ready" in kinds(e))
+        events = wait_for(client, lambda e: "ready" in kinds(e), START_S)
         assert client.info["pid"] != first_pid and not alive(first_pid)
 
         second_pid = client.info["pid"]
@@ -97,7 +98,7 @@ def test_a_hanging_model_is_replaced_and_a_crashing_one_reported(image):
         events = wait_for(client, lambda e: "engine_lost" in kinds(e))
         lost = next(e for e in events if e.kind == "engine_lost")
         assert lost.ident == run and "ended unexpectedly" in lost.payload and "exit code" in lost.payload
-        wait_for(client, lambda e: "ready" in kinds(e))
+        wait_for(client, lambda e: "ready" in kinds(e), START_S)
         assert not alive(second_pid)
 
         run = client.start_run(RunSpec(image, "tiny", params=GSEParams(iters=5, search_steps=1), preset=None))

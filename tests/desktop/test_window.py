@@ -1,10 +1,13 @@
 """The main window end to end on a tiny random-weight model (offscreen, no network, no model download)."""
 
+import os
+
 import numpy as np
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from conftest import MISSING, TIMEOUT, make_window, run_to_end, wait_ready
+from conftest import MISSING, START_TIMEOUT, TIMEOUT, make_window, run_to_end, wait_ready
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL
 from gse_desktop.records import RunSpec
 
@@ -14,7 +17,7 @@ def test_starts_with_the_default_image_and_model(qtbot, tmp_path, engine):
     assert w.controls.model_spec() == DEFAULT_MODEL
     assert w.controls.device_combo.currentText() == "cpu"
     assert w.controls.target() is None
-    qtbot.waitUntil(lambda: w.state.image is not None, timeout=TIMEOUT)  # the tiny loader stands in for mobilenet
+    qtbot.waitUntil(lambda: w.state.image is not None, timeout=START_TIMEOUT)  # the tiny loader stands in for it
     assert w.state.image.path == str(DEFAULT_IMAGE)
     assert w.views.original is not None and w.views.original.shape == (16, 16, 3)  # the model input, not the file
     assert "model input" in w.views.plots["original"].titleLabel.text
@@ -189,3 +192,18 @@ def test_a_new_image_clears_every_run_display(qtbot, window, tmp_path):
     assert all(len(c.getData()[0] or []) == 0 for c in window.plots.curves.values())
     assert window.state.cam.map is None and window.views.cam_text.isVisible()
     assert window.state.runs == [] and window.state.cursor is None
+
+
+def test_quitting_shuts_the_engine_down_and_leaves_no_process(qtbot, tmp_path, image_file):
+    from conftest import loader
+
+    w = make_window(qtbot, None, tmp_path / "own.ini", image_file, model="tiny", loader=loader)
+    wait_ready(qtbot, w)
+    pid = w.engine.info["pid"]
+    w.controls.spins["iters"].setValue(5000)
+    w.controls.run_button.click()
+    qtbot.waitUntil(lambda: len(w.state.history) > 0, timeout=TIMEOUT)
+    w.close()  # during a run
+    assert w.engine.process is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
