@@ -56,8 +56,8 @@ def versions() -> dict[str, str]:
     import torchvision
 
     from gse_algo import __version__ as ours
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            SOFTWARE: ours}
+    return {"python": platform.python_version(), "torch": str(torch.__version__),  # plain str, not TorchVersion:
+            "torchvision": str(torchvision.__version__), SOFTWARE: ours}  # the record travels to a torch-free app
 
 
 def provenance(*, model: str | None = None, params: Mapping | None = None, iteration: str | None = None,

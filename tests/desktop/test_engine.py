@@ -1,6 +1,8 @@
 """The engine process and its client: one job at a time, stop, hanging and crashing models, clean shutdown."""
 
+import io
 import os
+import pickle
 import time
 
 import numpy as np
@@ -28,6 +30,19 @@ def wait_for(client, predicate, timeout=60.0):
 
 def kinds(events, ident=None):
     return [e.kind for e in events if ident is None or e.ident == ident]
+
+
+def modules_needed(payload) -> set[str]:
+    """The modules unpickling `payload` imports (what the GUI process loads to receive it)."""
+    seen = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            seen.add(module.split(".")[0])
+            return super().find_class(module, name)
+
+    Recorder(io.BytesIO(pickle.dumps(payload))).load()
+    return seen
 
 
 def alive(pid: int) -> bool:
@@ -73,6 +88,8 @@ def test_stop_acts_at_the_next_iteration_and_jobs_wait_for_the_run(image):
         assert cam.shape == (16, 16) and 0 <= cam.min() and cam.max() <= 1
         snapshot, derived = next(e.payload for e in events if e.kind == "snapshot")
         assert snapshot.lambda_map is not None and derived["acp"].shape == (1,)
+        needed = set().union(*(modules_needed(e.payload) for e in events))
+        assert "torch" not in needed and {"gse_algo", "gse_desktop", "numpy"} >= needed - {"builtins", "copyreg"}
     finally:
         client.shutdown()
     assert not client.alive and not alive(pid)
