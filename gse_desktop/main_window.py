@@ -140,6 +140,9 @@ class MainWindow(QMainWindow):
         c.stop_clicked.connect(s.stop)
         c.model_combo.currentTextChanged.connect(lambda m: self.model_label.setText(f" model: {m} "))
         QShortcut(QKeySequence("F5"), self, activated=self.start_run)
+        view = self.menuBar().addMenu("&View")
+        view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
+        view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
         self.views.hovered.connect(self.readout.setText)
         self.timeline.moved.connect(s.move_cursor)
         self.timeline.follow.toggled.connect(s.set_follow)
@@ -233,6 +236,15 @@ class MainWindow(QMainWindow):
 
         self.state.events.connect("status", check)
         check()
+
+    def zoom_to_support(self) -> None:
+        """Every view on the bounding box of the shown iterate's perturbed pixels (with a margin)."""
+        frame = self.state.frame()
+        if frame is None or not frame.mask[0].any():
+            self.message.setText("no perturbed pixels to zoom to")
+            return
+        rows, cols = np.nonzero(frame.mask[0])
+        self.views.zoom_to((int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max())))
 
     # -- state events --------------------------------------------------------------------------------------------
     def _on_engine(self, ready: bool) -> None:

@@ -46,19 +46,21 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.setBackground("#202020")
         self.plots: dict[str, pg.PlotItem] = {}
         self.items: dict[str, pg.ImageItem] = {}
+        self._fitted = True  # no zoom or pan since the last fit: a resize fits again
+        self._syncing = False
+        self.original: np.ndarray | None = None
         for name in TITLES:
             plot = self.addPlot(*CELLS[name], title=TITLES[name])
             plot.hideAxis("left")
             plot.hideAxis("bottom")
             plot.invertY(True)
-            plot.setAspectLocked(not self.plots)  # only the first view locks its aspect, the linked ones follow it
+            plot.setAspectLocked(True)  # square pixels in every view
             plot.setMenuEnabled(False)
+            plot.hideButtons()  # pyqtgraph's auto-range would fit one view only: `fit` (key F) fits them all
             item = pg.ImageItem()
             plot.addItem(item)
-            if self.plots:
-                first = next(iter(self.plots.values()))
-                plot.setXLink(first)
-                plot.setYLink(first)
+            plot.vb.sigRangeChangedManually.connect(lambda _, vb=plot.vb: self._user_moved(vb))
+            plot.vb.sigResized.connect(lambda _: self._resized())
             self.plots[name], self.items[name] = plot, item
         self.delta_bar = self._colour_bar("perturbation", (-0.1, 0.1), "CET-D1", "δ", (0, 4))
         self.lambda_bar = self._colour_bar("lambda", (0, 1), "viridis", "log10 λ", (1, 2))
@@ -67,10 +69,33 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
-        self.original: np.ndarray | None = None
         self.frame: Frame | None = None  # the shown one
         self._image = 0  # the batch index it shows
         self.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    # -- linked zoom and pan: the same centre and scale (image pixels per screen pixel) in every view -----------
+    def _apply(self, centre: tuple[float, float], scale: float) -> None:
+        """Every view centred on `centre` (data units) at `scale` data units per screen pixel."""
+        self._syncing = True
+        try:
+            for plot in self.plots.values():
+                vb = plot.vb
+                half_w, half_h = vb.width() * scale / 2, vb.height() * scale / 2
+                vb.setRange(QRectF(centre[0] - half_w, centre[1] - half_h, 2 * half_w, 2 * half_h), padding=0)
+        finally:
+            self._syncing = False
+
+    def _user_moved(self, source) -> None:
+        """A zoom or pan in one view: the others follow it."""
+        if self._syncing:
+            return
+        self._fitted = False
+        (x0, x1), (y0, y1) = source.viewRange()
+        self._apply(((x0 + x1) / 2, (y0 + y1) / 2), source.viewPixelSize()[0])
+
+    def _resized(self) -> None:
+        if self._fitted and not self._syncing:
+            self.fit()
 
     def _colour_bar(self, name: str, values: tuple[float, float], cmap: str, label: str,
                     cell: tuple[int, int]) -> pg.ColorBarItem:
@@ -98,11 +123,33 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.fit()
 
     def fit(self) -> None:
-        """Zoom every (linked) view to the whole image."""
-        if self.original is not None:
-            h, w = self.original.shape[:2]
-            for plot in self.plots.values():
-                plot.vb.setRange(QRectF(0, 0, w, h), padding=0.02)
+        """The whole image in every view, with square pixels, at one scale (the one the smallest view needs)."""
+        if self.original is None:
+            return
+        h, w = self.original.shape[:2]
+        margin = 1.02
+        sizes = [(p.vb.width(), p.vb.height()) for p in self.plots.values()]
+        scale = max(max(margin * w / max(bw, 1), margin * h / max(bh, 1)) for bw, bh in sizes)
+        self._apply((w / 2, h / 2), scale)
+        self._fitted = True
+
+    def zoom_to(self, rows: tuple[int, int], cols: tuple[int, int], margin: int = 4) -> None:
+        """Every view on image rows r0..r1 and columns c0..c1 (inclusive), with a margin of image pixels."""
+        (r0, r1), (c0, c1) = rows, cols
+        sizes = [(p.vb.width(), p.vb.height()) for p in self.plots.values()]
+        w, h = c1 - c0 + 1 + 2 * margin, r1 - r0 + 1 + 2 * margin
+        scale = max(max(w / max(bw, 1), h / max(bh, 1)) for bw, bh in sizes)
+        self._apply(((c0 + c1 + 1) / 2, (r0 + r1 + 1) / 2), scale)
+        self._fitted = False
+
+    def pixel_geometry(self) -> dict[str, tuple[float, tuple[float, float, float, float]]]:
+        """Per view: the pixel aspect (1 = square) and the visible data rectangle (x0, x1, y0, y1)."""
+        out = {}
+        for name, plot in self.plots.items():
+            dx, dy = plot.vb.viewPixelSize()
+            (x0, x1), (y0, y1) = plot.vb.viewRange()
+            out[name] = (dy / dx, (x0, x1, y0, y1))
+        return out
 
     def show_frame(self, frame: Frame, image: int = 0) -> None:
         """Draw one decoded snapshot (image `image` of the batch); the mask and lambda views only when they changed."""

@@ -1,0 +1,77 @@
+"""Pixels shown as they are: square pixels and the whole image in every view, at laptop and desktop sizes."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF
+from PySide6.QtWidgets import QApplication
+
+from conftest import finished_run
+
+
+def assert_square_and_whole(views, shape):
+    h, w = shape
+    for name, (aspect, (x0, x1, y0, y1)) in views.pixel_geometry().items():
+        assert aspect == pytest.approx(1, abs=1e-3), name
+        assert x0 <= 0 and x1 >= w and y0 <= 0 and y1 >= h, (name, (x0, x1, y0, y1))
+
+
+def settle():
+    for _ in range(10):
+        QApplication.processEvents()
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1600, 960), (1920, 1080)])
+def test_every_view_has_square_pixels_and_the_whole_image(qtbot, window, size):
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    settle()
+    views = window.views
+    assert_square_and_whole(views, (16, 16))
+    for plot in views.plots.values():
+        assert min(plot.vb.width(), plot.vb.height()) >= 100  # every view keeps a usable size
+    finished_run(qtbot, window)
+    window.redraw_now()
+    settle()
+    assert_square_and_whole(views, (16, 16))
+    views.zoom_to((4, 7), (2, 5), margin=1)  # zoomed in: every view at the same centre and scale
+    settle()
+    scales = {round(p.vb.viewPixelSize()[0], 6) for p in views.plots.values()}
+    centres = {tuple(np.round(p.vb.viewRect().center().toTuple(), 3)) for p in views.plots.values()}
+    assert len(scales) == 1 and len(centres) == 1 and centres.pop() == (4.0, 6.0)
+    assert all(a == pytest.approx(1, abs=1e-3) for a, _ in views.pixel_geometry().values())
+    views.fit()
+    settle()
+    assert_square_and_whole(views, (16, 16))
+    window.resize(size[0] - 200, size[1] - 100)  # a resize after a fit fits again
+    settle()
+    assert_square_and_whole(views, (16, 16))
+
+
+def test_a_zoom_in_one_view_moves_the_others(qtbot, window):
+    window.resize(1600, 960)
+    window.show()
+    qtbot.waitExposed(window)
+    settle()
+    views = window.views
+    mask = views.plots["mask"].vb
+    mask.scaleBy((0.5, 0.5), center=QPointF(8, 8))
+    mask.sigRangeChangedManually.emit(mask.state["mouseEnabled"])  # what a mouse wheel emits
+    settle()
+    scale = mask.viewPixelSize()[0]
+    for name, plot in views.plots.items():
+        assert plot.vb.viewPixelSize()[0] == pytest.approx(scale), name
+    assert all(a == pytest.approx(1, abs=1e-3) for a, _ in views.pixel_geometry().values())
+
+
+def test_zoom_to_support_shows_the_perturbed_pixels(qtbot, window):
+    window.resize(1600, 960)
+    window.show()
+    finished_run(qtbot, window)
+    window.redraw_now()
+    window.zoom_to_support()
+    settle()
+    rows, cols = np.nonzero(window.state.frame().mask[0])
+    for name, (aspect, (x0, x1, y0, y1)) in window.views.pixel_geometry().items():
+        assert aspect == pytest.approx(1, abs=1e-3)
+        assert x0 <= cols.min() and x1 >= cols.max() + 1 and y0 <= rows.min() and y1 >= rows.max() + 1, name
