@@ -41,7 +41,17 @@ class FileActions(QObject):
         self.state = window.state
         from gse_desktop.export_dialog import build_menu
 
+        self.needs_run: list = []
         build_menu(self)
+        for name in ("image", "history", "result"):
+            self.state.events.connect(name, self._enable)
+        self._enable()
+
+    def _enable(self) -> None:
+        """Saving and exporting are offered only when there is a run to save or export."""
+        has_run = self.state.run is not None and len(self.state.history) > 0
+        for action in self.needs_run:
+            action.setEnabled(has_run)
 
     # -- what is shown -------------------------------------------------------------------------------------------
     def info(self) -> dict | None:
@@ -114,7 +124,7 @@ class FileActions(QObject):
         return frame.delta[0]
 
     def _provenance(self, info: dict, frame: Frame | None, **extra: object) -> dict[str, str]:
-        iteration = None if frame is None else f"search step {frame.step}, iteration {frame.iteration}"
+        iteration = None if frame is None else f"search step {frame.step + 1}, iteration {frame.iteration + 1}"
         return export.provenance(model=info["model_name"], params=info["params"], iteration=iteration,
                                  Source=info["image_name"], Threads=str(info["threads"]), Seed=str(info["seed"]),
                                  Device=info["device"], **extra)
@@ -260,7 +270,7 @@ class FileActions(QObject):
         x = self._image()
         limit = max(float(np.abs(figures.signed_perturbation(f.delta[0])).max()) for f in picked)
         scale = max(1, 256 // x.shape[1])
-        labels = [f"step {f.step}, j = {f.iteration}" for f in picked]
+        labels = [f"step {f.step + 1}, iteration {f.iteration + 1}" for f in picked]
         frames = [figures.render_frame(x, f.delta[0], f.mask[0], limit=limit, label=label if labelled else "",
                                        scale=scale)
                   for f, label in zip(picked, labels)]

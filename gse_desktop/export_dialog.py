@@ -44,6 +44,7 @@ def build_menu(actions) -> None:
     bar.setObjectName("file_toolbar")
     for action in (open_image, open_session, save_session, figure):
         bar.addAction(action)
+    actions.needs_run = [save_session, *sub.actions()]  # enabled once there is a run to save or export
 
 
 def _save_path(parent: QWidget, title: str, name: str, filters: str) -> str:

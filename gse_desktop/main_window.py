@@ -26,7 +26,7 @@ from gse_desktop.panels.plots import MetricPlots
 from gse_desktop.panels.tables import SearchTable, TopTable
 from gse_desktop.panels.timeline import Timeline
 from gse_desktop.records import RunSpec
-from gse_desktop.state import ACTIVE, PAUSED, AppState
+from gse_desktop.state import ACTIVE, FAILED, PAUSED, STOPPED, AppState
 
 REDRAW_MS = 33  # at most ~30 redraws a second; the latest snapshot wins
 POLL_MS = 15
@@ -71,6 +71,9 @@ class MainWindow(QMainWindow):
         from gse_desktop.export import FileActions
 
         self.files = FileActions(self)  # File menu: sessions and exports, reading the state
+        view = self.menuBar().addMenu("&View")
+        view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
+        view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
         self.pump = EnginePump(self.engine, self.state, self)
         self._pending_target = target
         self._restore(image, model)
@@ -140,11 +143,9 @@ class MainWindow(QMainWindow):
         c.stop_clicked.connect(s.stop)
         c.model_combo.currentTextChanged.connect(lambda m: self.model_label.setText(f" model: {m} "))
         QShortcut(QKeySequence("F5"), self, activated=self.start_run)
-        view = self.menuBar().addMenu("&View")
-        view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
-        view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
         self.views.hovered.connect(self.readout.setText)
         self.timeline.moved.connect(s.move_cursor)
+        self.search_table.picked.connect(lambda step: s.move_cursor(step, s.history.n_iterations(step) - 1))
         self.timeline.follow.toggled.connect(s.set_follow)
         for name, slot in (("engine", self._on_engine), ("image", self._on_image), ("run", self._on_run),
                            ("history", self._on_history), ("cursor", self._mark_dirty), ("status", self._on_status),
@@ -310,6 +311,7 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, run.params.iters * run.params.search_steps)
         self.model_label.setText(f" model: {run.model.name} ")
         self.setWindowTitle(self._title())
+        self.settings.setValue("model", run.spec.model_spec)  # remembered once it has worked
 
     def _on_history(self) -> None:
         history = self.state.history
@@ -338,6 +340,8 @@ class MainWindow(QMainWindow):
         self.controls.set_running(running, paused=s.status == PAUSED)
         self.controls.run_button.setEnabled(not running and s.image is not None and s.engine_ready)
         self.engine_label.setText(" engine ready " if s.engine_ready else " engine starting … ")
+        if s.status in (STOPPED, FAILED):
+            self.progress.setValue(0)
         text = s.message
         if running and s.run is not None and s.cursor is not None and s.status != PAUSED:
             text = self._progress_text()
@@ -395,7 +399,6 @@ class MainWindow(QMainWindow):
     # -- settings and closing ------------------------------------------------------------------------------------
     def _save_settings(self) -> None:
         self.controls.save(self.settings)
-        self.settings.setValue("model", self.controls.model_spec())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """The window goes at once; the engine process is shut down (a run stops at its next iteration)."""

@@ -207,7 +207,11 @@ class ImageViews(pg.GraphicsLayoutWidget):
         h, w = self.original.shape[:2]
         if not (0 <= row < h and 0 <= col < w):
             return ""
-        text = f"(x={col}, y={row})  rgb={np.round(self.original[row, col], 3).tolist()}"
+        rgb = ", ".join(f"{v:.3f}" for v in self.original[row, col])
+        text = f"(x={col}, y={row})  rgb=[{rgb}]"
+        cam = self.items["cam"].image
+        if cam is not None and cam.shape == (h, w):
+            text += f"  CAM={float(cam[row, col]):.3f}"
         f = self.frame
         if f is None:
             return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
@@ -75,13 +76,18 @@ class TopTable(QTableWidget):
 
 
 class SearchTable(QTableWidget):
-    """One row per outer search step: lambda, success, d2,0, stop iteration; the chosen step in bold."""
+    """One row per outer search step (numbered from 1): lambda, success, d2,0, stop iteration; the chosen step in
+    bold. Clicking a row emits `picked(step)`."""
 
     COLUMNS = ["step", "λ", "success", "d₂,₀", "stop j", ""]
+    picked = Signal(int)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         setup_table(self, self.COLUMNS)
+        self.setToolTip("The outer search over lambda: each step's starting lambda, whether it found an adversarial "
+                        "example, its d2,0 and the iteration it stopped at. Click a row to show that step.")
+        self.cellClicked.connect(lambda row, _: self.picked.emit(row))
 
     def set_summaries(self, summaries: list[StepSummary], image: int = 0) -> None:
         self.setRowCount(len(summaries))
@@ -90,7 +96,7 @@ class SearchTable(QTableWidget):
             chosen = bool(s.chosen[image])
             d20 = int(s.d20[image])
             stop = int(s.stop_iteration[image])
-            fill_row(self, row, [str(s.step), f"{float(s.lambda_b[image]):.3g}", "yes" if ok else "no",
+            fill_row(self, row, [str(s.step + 1), f"{float(s.lambda_b[image]):.3g}", "yes" if ok else "no",
                                   str(d20) if d20 >= 0 else "–", str(stop) if stop >= 0 else "–",
                                   "★ chosen" if chosen else ""],
                       bold=chosen, colour="#2ca02c" if ok else None)

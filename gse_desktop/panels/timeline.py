@@ -17,9 +17,9 @@ class Timeline(QWidget):
         self.counts: dict[int, int] = {}  # search step -> stored iterations
         self.step, self.index = 0, 0
         self.chosen_step: int | None = None
-        self.step_spin = QSpinBox(prefix="search step ", minimum=0, maximum=0)
+        self.step_spin = QSpinBox(prefix="search step ", minimum=1, maximum=1)  # shown from 1, as everywhere
         self.step_spin.setToolTip("Outer search step (PageUp / PageDown)")
-        self.step_spin.valueChanged.connect(lambda s: self.go(s, self.index) if s != self.step else None)
+        self.step_spin.valueChanged.connect(lambda s: self.go(s - 1, self.index) if s - 1 != self.step else None)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.valueChanged.connect(lambda j: self.go(self.step, j) if j != self.index else None)
@@ -65,7 +65,7 @@ class Timeline(QWidget):
     def set_counts(self, counts: dict[int, int]) -> None:
         self.counts = counts
         self.step_spin.blockSignals(True)
-        self.step_spin.setMaximum(max(counts) if counts else 0)
+        self.step_spin.setMaximum(max(counts) + 1 if counts else 1)
         self.step_spin.blockSignals(False)
         self._sync()
 
@@ -89,7 +89,8 @@ class Timeline(QWidget):
 
     def _sync(self, phase: int | None = None) -> None:
         n = self.counts.get(self.step, 0)
-        for widget, value, maximum in ((self.step_spin, self.step, None), (self.slider, self.index, max(n - 1, 0))):
+        for widget, value, maximum in ((self.step_spin, self.step + 1, None),
+                                       (self.slider, self.index, max(n - 1, 0))):
             widget.blockSignals(True)
             if maximum is not None:
                 widget.setMaximum(maximum)
@@ -97,7 +98,7 @@ class Timeline(QWidget):
             widget.blockSignals(False)
         chosen = "  ★ chosen" if self.chosen_step == self.step else ""
         phase_text = f"  phase {phase}" if phase else ""
-        self.label.setText(f"j = {self.index} / {max(n - 1, 0)}{phase_text}{chosen}")
+        self.label.setText(f"iteration {self.index + 1} / {n}{phase_text}{chosen}")
 
     # -- navigation ----------------------------------------------------------------------------------------------
     def go(self, step: int, index: int, user: bool = True) -> None:

@@ -41,7 +41,7 @@ def test_single_views_as_png_with_size_and_provenance_and_as_svg(done, tmp_path)
         info = text_chunks(path)
         assert all(key in info for key in PROVENANCE)
         assert info["Model"] == "tiny" and info["View"] == name
-        assert info["Iteration"] == f"search step {frame.step}, iteration {frame.iteration}"
+        assert info["Iteration"] == f"search step {frame.step + 1}, iteration {frame.iteration + 1}"  # from 1
         assert json.loads(info["Parameters"])["iters"] == 30
     for name in ("original", "margin", "plots"):
         path = tmp_path / f"{name}.svg"
@@ -60,7 +60,7 @@ def test_composite_figure_png_svg_pdf(done, tmp_path):
     assert all(key in info for key in PROVENANCE) and info["Panels"] == "mask,original,cam,lambda"
     assert info["Threads"] == "1" and info["Seed"] == "0" and info["Device"] == "cpu"
     step = int(done.state.history.result.chosen_step[0])
-    assert info["Iteration"] == f"search step {step}, iteration {done.state.history.n_iterations(step) - 1}"
+    assert info["Iteration"] == f"search step {step + 1}, iteration {done.state.history.n_iterations(step)}"
     assert done.files.export_figure(tmp_path / "f.svg")
     assert ET.parse(tmp_path / "f.svg").getroot().tag.endswith("svg")
     assert done.files.export_figure(tmp_path / "f.pdf")
@@ -148,6 +148,15 @@ def test_figure_dialog_options_follow_the_list(done):
     dialog.format_combo.setCurrentText("SVG")
     options = dialog.options()
     assert options["panels"][:2] == ["mask", "original"] and options["which"] == CHOSEN and options["suffix"] == ".svg"
+
+
+def test_saving_and_exports_are_offered_only_with_a_run(qtbot, window):
+    menu = window.menuBar().actions()[0].menu()
+    export = next(a.menu() for a in menu.actions() if a.text() == "Export")
+    save = next(a for a in menu.actions() if a.text() == "Save session…")
+    assert not save.isEnabled() and not any(a.isEnabled() for a in export.actions())
+    finished_run(qtbot, window)
+    assert save.isEnabled() and all(a.isEnabled() for a in export.actions())
 
 
 def test_the_file_menu_has_the_entries(done):

@@ -101,6 +101,11 @@ def test_stepping_changes_what_the_views_show(qtbot, window):
     assert window.views.frame.iteration == 2 and window.timeline.slider.value() == 2
     assert not window.timeline.follow.isChecked() and not window.state.follow
     assert window.views.readout(2, 3).count("δ=") == 1
+    assert all(len(v.split(".")[1]) == 3 for v in window.views.readout(2, 3).split("rgb=[")[1].split("]")[0].split(", "))
+    window.search_table.cellClicked.emit(other, 0)  # a row of the search table shows its step's last iteration
+    assert window.state.cursor == (other, counts[other] - 1)
+    window.redraw_now()
+    assert window.timeline.step_spin.text() == f"search step {other + 1}"  # numbered from 1, as in the status
 
 
 def test_pause_step_stop_and_a_second_run(qtbot, window):
@@ -167,8 +172,11 @@ def test_events_of_an_old_run_are_ignored(qtbot, window):
     window.controls.stop_button.click()
 
 
-def test_settings_are_remembered(qtbot, window, tmp_path, engine):
+def test_settings_are_remembered_and_only_a_model_that_worked(qtbot, window, tmp_path, engine):
     window.controls.spins["iters"].setValue(17)
+    run_to_end(qtbot, window)  # "tiny" works
+    window.controls.model_combo.setCurrentText(MISSING)
+    run_to_end(qtbot, window)  # this one does not: it is not remembered
     window.close()
     again = make_window(qtbot, engine, tmp_path / "settings.ini")
     assert again.controls.spins["iters"].value() == 17
