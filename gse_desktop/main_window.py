@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, Q
 
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, example_images
 from gse_desktop.engine import EngineClient
+from gse_desktop.help import build_help_menu
 from gse_desktop.history import SERIES
 from gse_desktop.panels.cam_panel import CamPanel
 from gse_desktop.panels.controls import ControlsPanel
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
         view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
+        build_help_menu(self, lambda: self.engine.info.get("versions", {}))
         self.pump = EnginePump(self.engine, self.state, self)
         self._pending_target = target
         self._restore(image, model)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPro
 
 from gse_algo.defaults import CAM_METHOD_NAMES, EXPENSIVE_METHODS, IS_PERCENTILES
 from gse_algo.explain import cluster_table, overlap, overlap_curve
+from gse_desktop.help import MEANINGS
 from gse_desktop.history import Frame
 from gse_desktop.panels.image_views import ImageViews
 from gse_desktop.panels.tables import fill_row, setup_table
@@ -84,6 +85,8 @@ class CamPanel(QWidget):
         left.addWidget(self.message)
         left.addStretch(1)
         self.numbers = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
+        self.numbers.setToolTip("\n".join(f"{name}: {MEANINGS[name]}" for name in ("pixel share", "l2 share", "IoU",
+                                                                                    "IS")))
         self.numbers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cluster_view = QTableWidget()
         setup_table(self.cluster_view, ["px", "rows, cols", "‖δ‖²", "CAM"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMenu, QPushButton,
                                QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
@@ -27,6 +28,20 @@ PARAMS = {
     "kappa": ("Confidence margin of the CW loss max(0, margin + kappa).", 0, 1e6, 3),
 }
 CUSTOM = "custom"
+
+
+class OddSpinBox(QSpinBox):
+    """An integer box that takes odd values only (the blur kernel size): an even one is refused as it is typed."""
+
+    def validate(self, text: str, pos: int):
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and self.valueFromText(text) % 2 == 0:
+            state = QValidator.State.Intermediate
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        value = self.valueFromText(text) if text.strip() else self.value()
+        return self.textFromValue(value + 1 if value % 2 == 0 else value)
 
 
 class ControlsPanel(QWidget):
@@ -122,11 +137,18 @@ class ControlsPanel(QWidget):
         self.preset_combo.setToolTip("Official per-dataset settings (mu, sigma, k_hat, q); 'auto' picks cifar10 for "
                                      "inputs <= 64 px, imagenet otherwise, when the run starts")
         self.preset_combo.currentTextChanged.connect(lambda _: self.apply_preset())
-        form.addRow("Preset", self.preset_combo)
+        reset = QPushButton("Reset", toolTip="Every parameter back to the chosen preset's values and the defaults "
+                                             "('custom' goes back to 'auto')")
+        reset.clicked.connect(self.reset_to_preset)
+        row = QHBoxLayout()
+        row.addWidget(self.preset_combo, 1)
+        row.addWidget(reset)
+        form.addRow("Preset", row)
         self.spins: dict[str, QAbstractSpinBox] = {}
         defaults = GSEParams()
         for name, (tip, low, high, decimals) in PARAMS.items():
-            spin = QSpinBox() if decimals is None else QDoubleSpinBox(decimals=decimals)
+            spin = (OddSpinBox() if name == "blur_size" else QSpinBox()) if decimals is None \
+                else QDoubleSpinBox(decimals=decimals)
             spin.setRange(low, high)
             if name == "blur_size":
                 spin.setSingleStep(2)
@@ -188,6 +210,17 @@ class ControlsPanel(QWidget):
         for field in PRESET_FIELDS:
             self.spins[field].setValue(getattr(base, field))
         self._applying = False
+
+    def reset_to_preset(self) -> None:
+        """Every parameter to its default, then the preset's values (custom parameters go back to 'auto')."""
+        if self.preset_combo.currentText() == CUSTOM:
+            self.preset_combo.setCurrentText(AUTO)
+        defaults = GSEParams()
+        self._applying = True
+        for name, spin in self.spins.items():
+            spin.setValue(getattr(defaults, name))
+        self._applying = False
+        self.apply_preset()
 
     def _edited(self, name: str) -> None:
         if name in PRESET_FIELDS and not self._applying:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
+from gse_desktop.help import MEANINGS
 from gse_desktop.history import SERIES
 from gse_desktop.panels.image_views import nice_bound
 
 LABELS = {"cw_loss": "CW loss", "l2": "‖δ‖₂", "acp": "ACP (pixels)", "anc": "ANC (clusters)",
           "margin": "CW margin"}
 COLOURS = {"cw_loss": "#ff7f0e", "l2": "#1f77b4", "acp": "#2ca02c", "anc": "#9467bd", "margin": "#d62728"}
+TIPS = {"cw_loss": "CW loss", "l2": "l2", "acp": "ACP", "anc": "ANC", "margin": "margin"}
 HEADROOM = 0.3  # of the data's span, on both sides of a new y range
 
 
@@ -47,6 +49,9 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         first = None
         for name in SERIES:
             plot = self.addPlot(title=LABELS[name])
+            plot.setToolTip(f"{MEANINGS[TIPS[name]]}\nx: iteration of the shown search step; dashed line: k_hat "
+                            f"(the support freezes), solid line: the shown iteration")
+            plot.setLabel("bottom", "iteration")
             plot.setMenuEnabled(False)
             plot.disableAutoRange()
             plot.getAxis("left").setWidth(40)

@@ -215,3 +215,19 @@ def test_quitting_shuts_the_engine_down_and_leaves_no_process(qtbot, tmp_path, i
     assert w.engine.process is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_blur_size_refuses_even_values_as_typed_and_reset_restores_the_preset(qtbot, window):
+    c = window.controls
+    spin = c.spins["blur_size"]
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), "4")
+    spin.interpretText()
+    assert spin.value() % 2 == 1  # 4 is not accepted
+    c.spins["mu"].setValue(123.0)
+    assert c.preset_combo.currentText() == "custom"
+    c.reset_to_preset()
+    assert c.preset_combo.currentText() == "auto" and c.spins["iters"].value() == 200
+    from gse_algo.params import GSEParams
+
+    assert c.spins["mu"].value() == pytest.approx(GSEParams.preset("imagenet").mu)
