@@ -78,6 +78,24 @@ def signed_perturbation(delta: np.ndarray) -> np.ndarray:
     return np.take_along_axis(delta, index, axis=2)[..., 0]
 
 
+AMPLIFY_DIM = 0.35  # the clean image is dimmed to this brightness under an amplified difference
+AMPLIFY_TARGET = 0.6  # the 99th percentile of the changed values is lifted by this much
+
+
+def amplified_difference(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, float]:
+    """(image [H,W,3], gain k): AMPLIFY_DIM * x + k * |delta| per channel, clipped to [0,1], so a perturbation of a
+    few 1/255 is visible at a glance. k = AMPLIFY_TARGET / (99th percentile of the changed |delta|), rounded down to
+    1, 2 or 5 x 10^n (1 when nothing changed)."""
+    magnitude = np.abs(hwc(delta))
+    changed = magnitude[magnitude > 0]
+    gain = 1.0
+    if changed.size:
+        raw = AMPLIFY_TARGET / float(np.percentile(changed, 99))
+        power = 10.0 ** np.floor(np.log10(raw))
+        gain = float(max(power * m for m in (1, 2, 5) if power * m <= raw * (1 + 1e-9)))
+    return np.clip(AMPLIFY_DIM * hwc(x) + gain * magnitude, 0, 1).astype(np.float32), gain
+
+
 def perturbation_norm(limit: float, gamma: float = PERTURBATION_GAMMA) -> colors.Normalize:
     """Symmetric [-limit, limit] colour scale stretched by sign(d)|d|^gamma; the colour bar shows true values."""
     limit = limit if limit > 0 else 1.0

@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
         view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
+        self.amplify_action = view.addAction("Amplified difference in the adversarial view", QKeySequence("A"))
+        self.amplify_action.setCheckable(True)
+        self.amplify_action.toggled.connect(self.views.set_amplified)
         build_help_menu(self, lambda: self.engine.info.get("versions", {}))
         self.pump = EnginePump(self.engine, self.state, self)
         self._pending_target = target

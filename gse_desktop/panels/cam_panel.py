@@ -20,13 +20,12 @@ from gse_algo.defaults import CAM_METHOD_NAMES, EXPENSIVE_METHODS, IS_PERCENTILE
 from gse_algo.explain import cluster_table, overlap, overlap_curve
 from gse_desktop.help import MEANINGS
 from gse_desktop.history import Frame
-from gse_desktop.panels.image_views import ImageViews
+from gse_desktop.panels.image_views import OUTLINE, ImageViews
 from gse_desktop.panels.tables import fill_row, setup_table
 from gse_desktop.state import CAM_IMAGES, AppState, CamKey, describe
 
 CURVE_CHUNK = 64  # iterations densified at once for the overlap curve
 MAX_CLUSTER_ROWS = 100
-OUTLINE = "#00e5ff"
 L2_COLOUR, PIXEL_COLOUR = "#4fa3ff", "#2ca02c"
 
 

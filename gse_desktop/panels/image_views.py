@@ -9,13 +9,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 
-from gse_algo.figures import signed_perturbation
+from gse_algo.figures import amplified_difference, signed_perturbation
 from gse_desktop.history import Frame
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 # mask colours (RGB): untouched pixels, the support, the phase-2 frozen region
 FREE, SUPPORT, FROZEN = (45, 45, 45), (255, 200, 0), (40, 90, 200)
+OUTLINE = "#00e5ff"  # the support's outline over an image
 TITLES = {
     "original": "Original",
     "adversarial": "Adversarial",
@@ -69,6 +70,11 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
+        self.amplified = False
+        self.support_outline = pg.IsocurveItem(level=0.5, pen=pg.mkPen(OUTLINE, width=1))  # on the adversarial view
+        self.support_outline.setZValue(10)
+        self.support_outline.setPos(-0.5, -0.5)  # a padded mask; isocurve points sit on pixel centres
+        self.plots["adversarial"].addItem(self.support_outline)
         self.frame: Frame | None = None  # the shown one
         self._image = 0  # the batch index it shows
         self.scene().sigMouseMoved.connect(self._mouse_moved)
@@ -118,6 +124,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
             self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
         self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
         self.items["cam"].clear()
+        self.support_outline.setData(None)
         self.cam_text.setPos(w / 2, h / 2)
         self.frame = None
         self.fit()
@@ -159,7 +166,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         same_image = shown is not None and self._image == image
         self._image = image
         delta = frame.delta[image]
-        self.items["adversarial"].setImage(np.clip(self.original + delta.transpose(1, 2, 0), 0, 1), levels=(0, 1))
+        self._show_adversarial(delta)
         signed = signed_perturbation(delta)  # the same rendering as the composite figure
         self.items["perturbation"].setImage(signed, autoLevels=False)
         changed = np.abs(signed[signed != 0])
@@ -172,6 +179,25 @@ class ImageViews(pg.GraphicsLayoutWidget):
             self._show_mask(frame, image)
         if not (same_image and shown.log10_lambda is frame.log10_lambda):  # shared while lambda is unchanged
             self._show_lambda(frame.log10_lambda[image])
+
+    def set_amplified(self, on: bool) -> None:
+        """The adversarial view as the amplified difference (|delta| x k over the dimmed image) or as it is."""
+        self.amplified = on
+        if self.frame is not None:
+            self._show_adversarial(self.frame.delta[self._image])
+        else:
+            self.plots["adversarial"].setTitle(TITLES["adversarial"])
+
+    def _show_adversarial(self, delta: np.ndarray) -> None:
+        if self.amplified:
+            picture, gain = amplified_difference(self.original.transpose(2, 0, 1), delta)
+            title = f"Adversarial: |δ| × {gain:g} over the dimmed image"
+        else:
+            picture, title = np.clip(self.original + delta.transpose(1, 2, 0), 0, 1), TITLES["adversarial"]
+        self.items["adversarial"].setImage(picture, levels=(0, 1))
+        if self.plots["adversarial"].titleLabel.text != title:
+            self.plots["adversarial"].setTitle(title)
+        self.support_outline.setData(np.pad(np.abs(delta).sum(axis=0) > 0, 1).astype(np.float32))
 
     def _show_mask(self, frame: Frame, image: int) -> None:
         mask = np.empty(frame.mask.shape[1:] + (3,), np.uint8)

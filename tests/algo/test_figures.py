@@ -143,3 +143,19 @@ def test_frame_strip_shows_every_selected_frame():
     fig = figures.frame_strip([frames[i] for i in chosen], [f"it {i}" for i in chosen], columns=2)
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == ["it 0", "it 2", "it 4", "it 5"]  # the last one always shown
+
+
+def test_amplified_difference_dims_the_image_and_lifts_the_perturbation_by_a_round_gain():
+    from gse_algo.figures import AMPLIFY_DIM, amplified_difference
+
+    x = np.full((3, 4, 4), 0.5, np.float32)
+    delta = np.zeros((3, 4, 4), np.float32)
+    delta[0, 1, 2] = 0.004  # 1/250: invisible as it is
+    delta[2, 3, 3] = -0.002
+    image, gain = amplified_difference(x, delta)
+    # 99th percentile of {0.004, 0.002} = 0.00398; 0.6 / 0.00398 = 150.8 -> 100 (1, 2 or 5 x 10^n, rounded down)
+    assert gain == 100
+    assert image[1, 2, 0] == pytest.approx(AMPLIFY_DIM * 0.5 + 0.4)
+    assert image[3, 3, 2] == pytest.approx(AMPLIFY_DIM * 0.5 + 0.2)
+    assert image[0, 0, 1] == pytest.approx(AMPLIFY_DIM * 0.5)
+    assert amplified_difference(x, np.zeros_like(delta))[1] == 1.0

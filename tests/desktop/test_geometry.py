@@ -75,3 +75,20 @@ def test_zoom_to_support_shows_the_perturbed_pixels(qtbot, window):
     for name, (aspect, (x0, x1, y0, y1)) in window.views.pixel_geometry().items():
         assert aspect == pytest.approx(1, abs=1e-3)
         assert x0 <= cols.min() and x1 >= cols.max() + 1 and y0 <= rows.min() and y1 >= rows.max() + 1, name
+
+
+def test_the_amplified_difference_and_the_support_outline_on_the_adversarial_view(qtbot, window):
+    finished_run(qtbot, window)
+    window.redraw_now()
+    frame, views = window.state.frame(), window.views
+    np.testing.assert_array_equal(views.support_outline.data[1:-1, 1:-1] > 0, frame.mask[0])
+    window.amplify_action.setChecked(True)
+    x, delta = window.state.run.image, frame.delta[0]
+    changed = np.abs(delta)[np.abs(delta) > 0]
+    raw = 0.6 / np.percentile(changed, 99)
+    gain = max(m * 10.0 ** np.floor(np.log10(raw)) for m in (1, 2, 5) if m * 10.0 ** np.floor(np.log10(raw)) <= raw)
+    expected = np.clip(0.35 * x + gain * np.abs(delta).transpose(1, 2, 0), 0, 1)
+    np.testing.assert_allclose(views.items["adversarial"].image, expected, atol=1e-6)
+    assert f"× {gain:g}" in views.plots["adversarial"].titleLabel.text
+    window.amplify_action.setChecked(False)
+    np.testing.assert_allclose(views.items["adversarial"].image, np.clip(x + delta.transpose(1, 2, 0), 0, 1))
