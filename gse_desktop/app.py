@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 SETTINGS_ENV = "GSE_DESKTOP_SETTINGS"  # an .ini path that replaces the user's settings (tests, screenshots)
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         window.files.open_session(session)
     if args.run:
         window.run_when_ready()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and a kill close the window, and so the engine, cleanly
+        signal.signal(sig, lambda *_: window.close())
+    wake = QTimer(interval=200)  # Python runs signal handlers only between Qt events
+    wake.timeout.connect(lambda: None)
+    wake.start()
     code = app.exec()
     window.engine.shutdown()  # no engine process outlives the app
     return code

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
@@ -105,22 +105,34 @@ class MainWindow(QMainWindow):
         self.cam_panel = CamPanel(self.state, self.views)
         self.bottom_tabs = QTabWidget()
         self.bottom_tabs.addTab(self.plots, "Metrics")
-        self.bottom_tabs.addTab(self.cam_panel, "CAM comparison")
+        cam_scroll = QScrollArea(widgetResizable=True)  # its pickers need not set the height of the bottom row
+        cam_scroll.setWidget(self.cam_panel)
+        self.bottom_tabs.addTab(cam_scroll, "CAM comparison")
         bottom.addWidget(self.bottom_tabs)
         bottom.addWidget(tables)
         bottom.setSizes([760, 420])
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.views)
         right.addWidget(bottom)
-        right.setSizes([560, 240])
+        right.setStretchFactor(0, 3)  # the image views first: they are what the tool is for
+        right.setStretchFactor(1, 1)
+        self.plots.setMinimumHeight(170)  # readable ticks; the views take the rest
+        for table in (self.top_table, self.search_table):
+            table.setMinimumHeight(60)
+        right.setSizes([600, 200])
         self.view_area = QWidget()
         area = QVBoxLayout(self.view_area)
         area.setContentsMargins(0, 0, 0, 0)
         area.addWidget(right, 1)
         area.addWidget(self.readout)
         area.addWidget(self.timeline)
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.controls.run_buttons)  # Run/Pause/Step/Stop: reachable at any window height
+        column.addWidget(scroll, 1)
         main = QSplitter(Qt.Orientation.Horizontal)
-        main.addWidget(scroll)
+        main.addWidget(left)
         main.addWidget(self.view_area)
         main.setStretchFactor(1, 1)
         main.setSizes([320, 1280])
@@ -137,7 +149,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.engine_label)
         bar.addPermanentWidget(self.model_label)
-        self.resize(1600, 960)
+        screen = QGuiApplication.primaryScreen().availableGeometry()
+        self.resize(min(1600, screen.width()), min(960, screen.height()))  # never larger than the screen
 
     def _wire(self) -> None:
         c, s = self.controls, self.state

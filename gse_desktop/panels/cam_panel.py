@@ -214,7 +214,9 @@ class CamPanel(QWidget):
             self.base.clear()
             self.outline.setData(None)
             return
-        self.views.show_cam(array, f"{describe(key, self.state.run.model)}")
+        name = self.state.run.model.class_name(key.class_index)
+        self.views.show_cam(array, f"{key.method}: {key.class_index} {name} ({key.image})")
+        self.views.plots["cam"].setToolTip(describe(key, self.state.run.model))
         self.views.items["cam"].setOpacity(cam.opacity)
         self.base.setImage(np.clip(picture, 0, 1), levels=(0, 1))
 

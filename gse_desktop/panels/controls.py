@@ -60,7 +60,8 @@ class ControlsPanel(QWidget):
         layout.addWidget(self._model_group())
         layout.addWidget(self._target_group(), 1)
         layout.addWidget(self._params_group())
-        layout.addLayout(self._buttons())
+        self.run_buttons = QWidget()  # the window keeps these always in view, outside the scrolling column
+        self.run_buttons.setLayout(self._buttons())
         self._applying = False
         self.apply_preset()
         self.set_running(False)

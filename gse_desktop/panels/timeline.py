@@ -98,7 +98,7 @@ class Timeline(QWidget):
             widget.blockSignals(False)
         chosen = "  ★ chosen" if self.chosen_step == self.step else ""
         phase_text = f"  phase {phase}" if phase else ""
-        self.label.setText(f"iteration {self.index + 1} / {n}{phase_text}{chosen}")
+        self.label.setText(f"iteration {self.index + 1} / {n}{phase_text}{chosen}" if n else "no run shown")
 
     # -- navigation ----------------------------------------------------------------------------------------------
     def go(self, step: int, index: int, user: bool = True) -> None:

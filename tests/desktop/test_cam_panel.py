@@ -54,7 +54,9 @@ def test_after_a_run_the_clean_gradcam_appears_with_is(qtbot, window):
     assert list(scores.values()) == sorted(scores.values(), reverse=True)  # a larger percentile keeps fewer entries
     np.testing.assert_allclose(cam.final.adversarial, run.image + result.delta[0].transpose(1, 2, 0), atol=1e-6)
     assert "IS of the result" in panel.numbers.text() and window.messages == []
-    assert "GradCAM of class" in panel.views.plots["cam"].titleLabel.text  # the title names the map's own key
+    title = panel.views.plots["cam"].titleLabel.text  # the title names the map's own key
+    assert title.startswith(f"GradCAM: {run.clean_class} ") and "(clean)" in title
+    assert "layer 0" in panel.views.plots["cam"].toolTip()
 
 
 def test_changing_method_class_and_image_recomputes(qtbot, window):
