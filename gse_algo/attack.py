@@ -21,7 +21,7 @@ import torch
 from .lambda_map import adjust_lambda
 from .metrics import d20
 from .params import GSEParams
-from .prox import lambda_zero, prox_half
+from .prox import lambda_zero, regulariser
 from .snapshot import GSEResult, Progress, Snapshot, SparseDelta, StepRecord, frozen_array
 
 FAILURE_MIX = 0.9  # failure: lambda = 0.9 * lb + 0.1 * lambda (spec 1.6)
@@ -147,7 +147,7 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
         raise ValueError(f"labels must be class indices in [0, {logits0.shape[1] - 1}]")
     grad0 = net.gradient(logits0, y, leaf0)  # the gradient at delta = 0, shared by lambda_0 and every search step
     logits0 = logits0.detach()
-    state = _SearchState(x, lambda_zero(grad0, p.sigma), logits0.argmax(1))
+    state = _SearchState(x, lambda_zero(grad0, p.sigma, p.reg), logits0.argmax(1))
     steps: list[StepRecord] = []
 
     for step in range(p.search_steps):
@@ -287,13 +287,14 @@ def gse_update(x: torch.Tensor, delta: torch.Tensor, delta_old: torch.Tensor, gr
                bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One inner iteration given the gradient of F at delta (spec 1.6 steps 4-5).
 
-    Phase 1 (no frozen mask yet): z = prox(delta - sigma g, lam sigma); lambda is updated from the mixed,
-    pre-clamp iterate. Phase 2 (frozen mask given): z = delta - sigma g with the frozen pixels at 0.
+    Phase 1 (no frozen mask yet): z = prox(delta - sigma g, lam sigma) with the prox of p.reg (by default the
+    1/2-quasinorm, spec 1.3); lambda is updated from the mixed, pre-clamp iterate.
+    Phase 2 (frozen mask given): z = delta - sigma g with the frozen pixels at 0.
     mixed = a z + (1 - a) z_old (a convex combination, not FISTA extrapolation); x_adv = clamp(x + mixed).
     Returns (x_adv, z, lam_map); z is the next delta_old, kept unclamped (pitfall 5).
     """
     if frozen is None:
-        z = prox_half(delta - sigma * grad, lam_map.unsqueeze(1) * sigma)
+        z = regulariser(p.reg).prox(delta - sigma * grad, lam_map.unsqueeze(1) * sigma)
         mixed = a * z + (1 - a) * delta_old
         lam_map = adjust_lambda(lam_map, mixed, p.q, p.blur_size, p.blur_sigma)
     else:

@@ -36,3 +36,12 @@ def test_with_preset_sets_only_the_preset_fields():
     p = mine.with_preset("cifar10", targeted=True)
     assert (p.mu, p.sigma, p.k_hat, p.q) == (4.0, 0.005 / 4, 50, 0.25)
     assert (p.iters, p.search_steps, p.kappa) == (30, 3, 0.5)
+
+
+def test_the_regulariser_is_a_validated_string_field():
+    p = GSEParams().replace(reg="l1", mu="2")
+    assert p.reg == "l1" and p.mu == 2.0 and p.as_dict()["reg"] == "l1"
+    assert GSEParams.preset("cifar10", reg="l2_3").reg == "l2/3"
+    assert GSEParams(reg="l0").with_preset("imagenet").reg == "l0"  # a preset leaves the regulariser alone
+    with pytest.raises(ValueError, match="reg must be one of"):
+        GSEParams(reg="l2")
