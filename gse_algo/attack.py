@@ -11,6 +11,7 @@ change the iterates beyond floating-point noise:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -21,8 +22,8 @@ import torch
 from .lambda_map import adjust_lambda
 from .metrics import d20
 from .params import GSEParams
-from .prox import lambda_zero, prox_half
-from .snapshot import GSEResult, Progress, Snapshot, SparseDelta, StepRecord, frozen_array
+from .prox import lambda_zero, regulariser
+from .snapshot import GSEResult, Progress, Snapshot, SparseDelta, StepRecord, frozen_array, trace_dtype
 
 FAILURE_MIX = 0.9  # failure: lambda = 0.9 * lb + 0.1 * lambda (spec 1.6)
 SIGMA_BOOST = 10.0  # last two steps, images never attacked successfully: sigma x 10 (spec 1.6)
@@ -132,6 +133,16 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor, bounds: tuple[floa
         raise ValueError(f"labels must have shape [{images.shape[0]}], got {list(labels.shape)}")
 
 
+def _check_model_dtype(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """The run's dtype is the images' dtype; a model holding other floating tensors would compute a step in
+    another precision (README "Float64"), so it is refused."""
+    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            raise ValueError(f"the images are {str(dtype).removeprefix('torch.')} but the model's {name} is "
+                             f"{str(tensor.dtype).removeprefix('torch.')}: convert the model to the images' dtype "
+                             "(model.to(dtype) or LoadedModel.to(dtype=...))")
+
+
 def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool, p: GSEParams, trace: bool,
          bounds: tuple[float, float]):
     start = time.perf_counter()
@@ -140,6 +151,7 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
     parameter = next(model.parameters(), None)
     if parameter is not None and parameter.device != x.device:
         raise ValueError(f"the images are on {x.device} but the model is on {parameter.device}")
+    _check_model_dtype(model, x.dtype)
     net = _Model(model, targeted, p.kappa)
     n, c = x.shape[:2]
     logits0, leaf0 = net.forward(x)
@@ -147,7 +159,7 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
         raise ValueError(f"labels must be class indices in [0, {logits0.shape[1] - 1}]")
     grad0 = net.gradient(logits0, y, leaf0)  # the gradient at delta = 0, shared by lambda_0 and every search step
     logits0 = logits0.detach()
-    state = _SearchState(x, lambda_zero(grad0, p.sigma), logits0.argmax(1))
+    state = _SearchState(x, lambda_zero(grad0, p.sigma, p.reg), logits0.argmax(1))
     steps: list[StepRecord] = []
 
     for step in range(p.search_steps):
@@ -287,13 +299,14 @@ def gse_update(x: torch.Tensor, delta: torch.Tensor, delta_old: torch.Tensor, gr
                bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One inner iteration given the gradient of F at delta (spec 1.6 steps 4-5).
 
-    Phase 1 (no frozen mask yet): z = prox(delta - sigma g, lam sigma); lambda is updated from the mixed,
-    pre-clamp iterate. Phase 2 (frozen mask given): z = delta - sigma g with the frozen pixels at 0.
+    Phase 1 (no frozen mask yet): z = prox(delta - sigma g, lam sigma) with the prox of p.reg (by default the
+    1/2-quasinorm, spec 1.3); lambda is updated from the mixed, pre-clamp iterate.
+    Phase 2 (frozen mask given): z = delta - sigma g with the frozen pixels at 0.
     mixed = a z + (1 - a) z_old (a convex combination, not FISTA extrapolation); x_adv = clamp(x + mixed).
     Returns (x_adv, z, lam_map); z is the next delta_old, kept unclamped (pitfall 5).
     """
     if frozen is None:
-        z = prox_half(delta - sigma * grad, lam_map.unsqueeze(1) * sigma)
+        z = regulariser(p.reg).prox(delta - sigma * grad, lam_map.unsqueeze(1) * sigma)
         mixed = a * z + (1 - a) * delta_old
         lam_map = adjust_lambda(lam_map, mixed, p.q, p.blur_size, p.blur_sigma)
     else:
@@ -310,7 +323,7 @@ class _Recorder:
         n, c, h, w = x.shape
         self.p, self.step = p, step
         self.delta = torch.zeros_like(x)
-        self.lam_map = _np(lam_b.view(n, 1, 1).expand(n, h, w).float())
+        self.lam_map = _np(lam_b.view(n, 1, 1).expand(n, h, w).to(trace_dtype(x.dtype)))
         self.frozen: np.ndarray | None = None
         self.frozen_full = torch.zeros((n, h, w), dtype=torch.bool, device=x.device)
         self.lam_full = lam_b.view(n, 1, 1).expand(n, h, w).clone()
@@ -330,13 +343,13 @@ class _Recorder:
         self.active[idx[hit]] = False
         if lam_map is not None:
             self.lam_full[idx] = lam_map
-            self.lam_map = _np(self.lam_full.float())  # a copy: lam_full changes in place
+            self.lam_map = _np(self.lam_full.to(trace_dtype(lam_map.dtype)))  # a copy: lam_full changes
         if frozen is not None and self.frozen is None:
             self.frozen_full[idx] = frozen[:, 0]
             self.frozen = _np(self.frozen_full)
 
     def snapshot(self, j: int, phase: int) -> Snapshot:
-        probs = torch.softmax(self.logits.float(), dim=1)
+        probs = torch.softmax(self.logits.to(trace_dtype(self.logits.dtype)), dim=1)
         top = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
         norm = self.delta.flatten(1).double().norm(dim=1)
         return Snapshot(

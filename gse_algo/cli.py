@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gse_algo import export, figures, images, metrics, models
+from gse_algo import export, figures, images, models
 from gse_algo.attack import iterate_gse
 from gse_algo.cam import CAM_METHODS, compute_cam
 from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
-
-UNITS = "[0,1] pixel space: l2 is half the value in the paper's [-1,1] units; acp, anc, d20 are counts"
+from gse_algo.record import build_record, predict
+from gse_algo.runtime import DEVICES, DTYPES, Runtime, check_threads, default_threads, resolve_device
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override one GSE parameter in [0,1] units, e.g. --set mu=0.4 --set iters=100")
     parser.add_argument("--out", default="gse-out", help="output folder (default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="torch threads (default: %(default)s; results depend on it, see README)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                        help="floating-point type of the model and the attack (default: %(default)s)")
     parser.add_argument("--figure", default="default", metavar="PANELS",
                         help=f"comma-separated panels of figure.png/.svg from {', '.join(figures.PANELS)}; "
                              "'all', 'default' (all but cam) or 'none'")
@@ -73,20 +77,14 @@ def parse_settings(items: list[str]) -> dict[str, str]:
     return settings
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def _run(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
-    device = resolve_device(args.device)
+    runtime = Runtime(threads=check_threads(args.threads), seed=args.seed, device=str(resolve_device(args.device)),
+                      dtype=args.dtype)
+    runtime.apply()
+    device = runtime.torch_device
     panels = [] if args.figure.strip().lower() == "none" else figures.parse_panels(args.figure)
     settings = parse_settings(args.set)
-    loaded = models.load_model(args.model, device=device)
+    loaded = models.load_model(args.model, device=device).to(dtype=runtime.torch_dtype)
     target = loaded.class_index(args.target) if args.target is not None else None
     preset = resolve_preset(args.preset or AUTO, loaded.input_size)
     params = GSEParams.preset(preset, targeted=target is not None).replace(**settings)
@@ -96,8 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     rows = []
     for number, (path, x, name) in enumerate(zip(paths, inputs, folder_names(paths)), start=1):
         progress = ProgressLine(f"[{number}/{len(paths)}] {path.name}", params)
-        record = attack_image(loaded, x.to(device), target, params, progress)
-        record["metrics"].update(image=str(path), preset=preset, seed=args.seed, device=str(device))
+        record = attack_image(loaded, x.to(device, runtime.torch_dtype), target, params, progress,
+                              image=str(path), preset=preset, runtime=runtime)
         folder = export.make_dir(out / name)
         write_image_outputs(folder, record, loaded, params, panels, args)
         rows.append((path.name, record["metrics"], folder))
@@ -140,19 +138,11 @@ class ProgressLine:
             self.stream.flush()
 
 
-def _predict(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, float]:
-    with torch.no_grad():
-        probs = torch.softmax(model(x), dim=1)[0]
-    index = int(probs.argmax())
-    return index, float(probs[index])
-
-
 def attack_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None, params: GSEParams,
-                 progress: ProgressLine) -> dict:
-    """Attack one [3,H,W] image; return its metrics dict and the arrays the figure and files need."""
+                 progress: ProgressLine, *, image: str, preset: str, runtime: Runtime) -> dict:
+    """Attack one [3,H,W] image; return its metrics record (JSON dict) and the arrays the figure and files need."""
     model, batch = loaded.model, x.unsqueeze(0)
-    clean, clean_p = _predict(model, batch)
-    label = clean if target is None else target
+    label = predict(model, batch)[0] if target is None else target
     run = iterate_gse(model, batch, torch.tensor([label], device=x.device), target is not None, params, trace=True)
     last = {}  # search step -> its latest snapshot (holds the lambda map of the step's final iterate)
     for snapshot in run:
@@ -162,42 +152,10 @@ def attack_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None
     result = run.result
     step = int(result.chosen_step[0]) if result.chosen_step[0] >= 0 else max(last)
     shown = last[step]
-    delta, x_adv = result.delta, result.x_adv
-    adv, adv_p = _predict(model, x_adv)
-
-    def fools(image: torch.Tensor) -> bool:
-        pred = _predict(model, image)[0]
-        return pred == target if target is not None else pred != clean
-
-    true_label, goal = torch.tensor([clean, adv if target is None else target], device=x.device).split(1)
-    scores = metrics.interpretability_score(model, batch, delta, true_label, goal)[0]
-    names = loaded.class_names
-    record = {
-        "model": loaded.name,
-        "targeted": target is not None,
-        "target": None if target is None else {"index": target, "name": names[target]},
-        "clean": {"index": clean, "name": names[clean], "probability": clean_p},
-        "adversarial": {"index": adv, "name": names[adv], "probability": adv_p},
-        "success": bool(result.success[0]),
-        "fools_at_8bit": fools(torch.round(x_adv * 255) / 255),
-        "fools_at_16bit": fools(torch.round(x_adv * 65535) / 65535),
-        "units": UNITS,
-        "acp": int(metrics.acp(delta)[0]),
-        "anc": int(metrics.anc(delta)[0]),
-        "l2": float(metrics.l2(delta)[0]),
-        "d20": int(metrics.d20(delta)[0]),
-        "interpretability_score": {str(p): float(s) for p, s in zip(metrics.IS_PERCENTILES, scores)},
-        "chosen_step": int(result.chosen_step[0]),
-        "figure_iterate": {"step": shown.step, "iteration": shown.iteration},
-        "lambda0": float(result.lambda0[0]),
-        "time_s": result.time_s,
-        "n_forward_backward": result.n_forward_backward,
-        "n_forward": result.n_forward,
-        "params": {"units_0_1": params.as_dict(), "official_units_-1_1": params.official_units()},
-        "versions": export.versions(),
-    }
-    return {"metrics": record, "x": batch[0].cpu().numpy(), "x_adv": x_adv[0].cpu().numpy(),
-            "delta": delta[0].cpu().numpy(), "lambda_map": np.asarray(shown.lambda_map[0], dtype=np.float32)}
+    record = build_record(loaded, image, preset, batch, target, result,
+                          {"step": shown.step, "iteration": shown.iteration}, params, runtime)
+    return {"metrics": record.to_json(), "runtime": runtime.as_dict(), "x": batch[0].cpu().numpy(), "x_adv": result.x_adv[0].cpu().numpy(),
+            "delta": result.delta[0].cpu().numpy(), "lambda_map": np.asarray(shown.lambda_map[0])}
 
 
 def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, params: GSEParams,
@@ -213,6 +171,7 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
     shown = m["figure_iterate"]
     info = export.provenance(model=loaded.name, params=params.as_dict(),
                              iteration=f"search step {shown['step']}, iteration {shown['iteration']}",
+                             Runtime=record["runtime"],
                              Title=f"GSE adversarial example of {Path(m['image']).name}", Source=m["image"])
     export.write_run_outputs(folder, adv_png=images.encode_png16(record["x_adv"]), metrics=m, arrays=arrays,
                              metadata=info)

@@ -62,9 +62,11 @@ def versions() -> dict[str, str]:
 
 def provenance(*, model: str | None = None, params: Mapping | None = None, iteration: str | None = None,
                **extra: object) -> dict[str, str]:
-    """Text metadata for exported files: software and version, UTC creation time, model, parameters, iteration."""
+    """Text metadata for exported files: software and version, UTC creation time, library versions, model,
+    parameters, iteration; `extra` adds more (the CLI adds Runtime: threads, seed, device, dtype)."""
     info = {"Software": f"{SOFTWARE} {versions()[SOFTWARE]}",
-            "Creation Time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "Creation Time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "Versions": json.dumps(versions(), sort_keys=True)}
     if model is not None:
         info["Model"] = model
     if params is not None:

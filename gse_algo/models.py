@@ -82,8 +82,14 @@ class LoadedModel:
     def device(self) -> torch.device:
         return self.model.mean.device
 
-    def to(self, device: str | torch.device) -> "LoadedModel":
-        self.model.to(device)
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "LoadedModel":
+        """Move the model to `device` and/or convert its floating parameters and buffers to `dtype` (float64 runs:
+        README "Float64"); mean and std are refilled from their exact values, not from float32-rounded ones."""
+        self.model.to(device=device, dtype=dtype)
+        if dtype is not None:
+            with torch.no_grad():
+                for buffer, values in ((self.model.mean, self.mean), (self.model.std, self.std)):
+                    buffer.copy_(torch.tensor(values, dtype=torch.float64).view(1, 3, 1, 1))
         return self
 
     def class_index(self, cls: int | str) -> int:

@@ -11,6 +11,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .prox import DEFAULT_REG, regulariser_name
+
 # Official values in [-1,1] space (spec section 1.7): (mu, sigma, k_hat, q) per (dataset, targeted).
 _OFFICIAL = {
     ("cifar10", True): (1.0, 0.005, 50, 0.25),
@@ -62,9 +64,11 @@ class GSEParams:
     blur_size: int = 5  # Gaussian blur kernel size of the lambda update
     blur_sigma: float = 1.5  # Gaussian blur sigma of the lambda update
     kappa: float = 0.0  # confidence margin of the CW loss (official: 0)
+    reg: str = DEFAULT_REG  # phase-1 regulariser: l0, l1, l1/2 (the paper's) or l2/3 (prox.REGULARISERS)
 
     def __post_init__(self) -> None:
         self.validate()
+        object.__setattr__(self, "reg", regulariser_name(self.reg))  # canonical spelling ('l1_2' -> 'l1/2')
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for an impossible setting."""
@@ -87,6 +91,10 @@ class GSEParams:
             problems.append(f"k_hat must be an integer >= 0 (got {self.k_hat!r})")
         if isinstance(self.blur_size, int) and self.blur_size % 2 == 0:
             problems.append(f"blur_size must be odd (got {self.blur_size})")
+        try:
+            regulariser_name(self.reg)
+        except ValueError as error:
+            problems.append(str(error))
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -106,7 +114,7 @@ class GSEParams:
         base = GSEParams.preset(name, targeted)
         return dataclasses.replace(self, **{field: getattr(base, field) for field in PRESET_FIELDS})
 
-    def replace(self, **changes: float) -> "GSEParams":
+    def replace(self, **changes: float | str) -> "GSEParams":
         """A copy with some fields changed; string values are converted to the field's type."""
         types = {f.name: f.type for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - set(types))
@@ -114,6 +122,9 @@ class GSEParams:
             raise ValueError(f"unknown GSE parameter(s): {', '.join(unknown)}; known: {', '.join(types)}")
         converted = {}
         for name, value in changes.items():
+            if types[name] in (str, "str"):
+                converted[name] = str(value)
+                continue
             kind = int if types[name] in (int, "int") else float
             try:
                 converted[name] = kind(value) if kind is float else _as_int(value)

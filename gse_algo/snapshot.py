@@ -21,13 +21,18 @@ def frozen_array(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def trace_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The float type of snapshot arrays: float64 in a float64 run, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 @dataclass(frozen=True)
 class SparseDelta:
     """A [B,C,H,W] perturbation stored as its changed pixels: flat pixel index over B*H*W and values [n, C]."""
 
     shape: tuple[int, int, int, int]
     pixels: np.ndarray  # int64 [n], index into B*H*W (C-order: b, h, w)
-    values: np.ndarray  # float32 [n, C]
+    values: np.ndarray  # float32 [n, C] (float64 in a float64 run)
 
     @classmethod
     def from_tensor(cls, delta: torch.Tensor) -> "SparseDelta":
@@ -36,13 +41,13 @@ class SparseDelta:
         b, c, h, w = delta.shape
         flat = delta.detach().permute(0, 2, 3, 1).reshape(-1, c)
         pixels = (flat != 0).any(dim=1).nonzero().squeeze(1)
-        values = flat[pixels].to(torch.float32).cpu().numpy()
+        values = flat[pixels].to(trace_dtype(delta.dtype)).cpu().numpy()
         return cls((b, c, h, w), frozen_array(pixels.cpu().numpy()), frozen_array(values))
 
     def dense(self) -> np.ndarray:
-        """The full float32 [B,C,H,W] array (a new, writable copy)."""
+        """The full [B,C,H,W] array in the values' dtype (a new, writable copy)."""
         b, c, h, w = self.shape
-        out = np.zeros((b * h * w, c), dtype=np.float32)
+        out = np.zeros((b * h * w, c), dtype=self.values.dtype)
         out[self.pixels] = self.values
         return out.reshape(b, h, w, c).transpose(0, 3, 1, 2).copy()
 
@@ -79,7 +84,7 @@ class Snapshot:
     iteration: int  # j, 0-based; delta is the iterate after update j
     phase: int  # 1 while j < k_hat, else 2
     delta: SparseDelta  # after the box clamp
-    lambda_map: np.ndarray  # float32 [B,H,W] (may hold +inf)
+    lambda_map: np.ndarray  # float32 [B,H,W], float64 in a float64 run (may hold +inf)
     frozen: np.ndarray | None  # bool [B,H,W], pixels held at 0 in phase 2 (None in phase 1)
     lambda_b: np.ndarray  # float [B], this search step's starting lambda
     sigma_b: np.ndarray  # float [B], this search step's step size (x10 rule)

@@ -19,7 +19,7 @@ FAST = ["--set", "iters=20", "--set", "search_steps=2"]
 METRIC_KEYS = {"model", "targeted", "target", "clean", "adversarial", "success", "fools_at_8bit", "fools_at_16bit",
                "units", "acp", "anc", "l2", "d20", "interpretability_score", "chosen_step", "figure_iterate",
                "lambda0", "time_s", "n_forward_backward", "n_forward", "params", "versions", "image", "preset",
-               "seed", "device"}
+               "seed", "device", "threads", "dtype"}
 
 
 def tiny_model() -> models.LoadedModel:
@@ -30,6 +30,14 @@ def tiny_model() -> models.LoadedModel:
     model = models.Normalized(net, (0.5,) * 3, (0.5,) * 3).eval()
     return models.LoadedModel(name="tiny", net=net, model=model, class_names=["cat", "dog", "bird"],
                               input_size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, cam_layer="0", cam_reshape=None)
+
+
+@pytest.fixture(autouse=True)
+def keep_thread_count():
+    """The CLI sets torch's thread count (--threads); later tests get the count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -162,3 +170,45 @@ def test_bad_input_exits_nonzero_with_one_line(tiny, image, tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gse-attack: error: ") and reason in err
     assert not (tmp_path / "out").exists()  # nothing written before the input is known to be good
+
+
+def test_runtime_regulariser_and_float64_are_recorded(tiny, image, tmp_path):
+    out = tmp_path / "out"
+    assert _run(image, "--model", "tiny", "--out", out, "--figure", "original", "--dpi", 40, "--threads", 2,
+                "--dtype", "float64", "--seed", 7, "--set", "reg=l1_2", *FAST) == 0
+    folder = out / "photo"
+    m = json.loads((folder / "metrics.json").read_text())
+    assert (m["threads"], m["seed"], m["device"], m["dtype"]) == (2, 7, "cpu", "float64")
+    assert m["params"]["units_0_1"]["reg"] == "l1/2" and m["params"]["official_units_-1_1"]["reg"] == "l1/2"
+    assert torch.get_num_threads() == 2
+    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+        assert npz["x_adv"].dtype == npz["delta"].dtype == npz["lambda_map"].dtype == np.float64
+    for name in ("adv.png", "figure.png"):
+        with Image.open(folder / name) as png:
+            png.load()
+            assert json.loads(png.text["Runtime"]) == {"threads": 2, "seed": 7, "device": "cpu", "dtype": "float64"}
+            assert json.loads(png.text["Versions"]) == m["versions"]
+
+
+def test_the_regulariser_changes_the_cli_run(tiny, image, tmp_path):
+    lam0 = {}
+    for reg in ("l0", "l1", "l2/3"):
+        out = tmp_path / reg.replace("/", "_")
+        assert _run(image, "--model", "tiny", "--out", out, "--figure", "none", "--set", f"reg={reg}", *FAST) == 0
+        m = json.loads((out / "photo" / "metrics.json").read_text())
+        assert m["params"]["units_0_1"]["reg"] == reg and m["threads"] == 1 and m["dtype"] == "float32"
+        lam0[reg] = m["lambda0"]
+    assert len(set(lam0.values())) == 3
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--threads", "0"], "threads must be an integer in [1, 1024]"),
+    (["--threads", "two"], "argument --threads: invalid int value"),
+    (["--dtype", "float16"], "argument --dtype: invalid choice"),
+    (["--set", "reg=l3"], "reg must be one of l0, l1, l1/2, l2/3"),
+])
+def test_bad_runtime_options_exit_with_one_line(tiny, image, tmp_path, capsys, args, reason):
+    assert cli.main([str(image), "--model", "tiny", "--out", str(tmp_path / "out"), *args, *FAST]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gse-attack: error: ") and reason in err
+    assert not (tmp_path / "out").exists()

@@ -45,3 +45,11 @@ def test_auto_preset_follows_the_shorter_side_and_named_presets_are_kept(size, e
     assert resolve_preset(AUTO, size) == expected
     assert resolve_preset("imagenet_adv", size) == "imagenet_adv"
 
+
+def test_the_regulariser_is_a_validated_string_field():
+    p = GSEParams().replace(reg="l1", mu="2")
+    assert p.reg == "l1" and p.mu == 2.0 and p.as_dict()["reg"] == "l1"
+    assert GSEParams.preset("cifar10", reg="l2_3").reg == "l2/3"
+    assert GSEParams(reg="l0").with_preset("imagenet").reg == "l0"  # a preset leaves the regulariser alone
+    with pytest.raises(ValueError, match="reg must be one of"):
+        GSEParams(reg="l2")
