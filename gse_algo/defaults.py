@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DEFAULT_THREADS = 1  # torch threads of an attack: fixed, so a default run repeats everywhere (gse_algo.runtime)
 DEFAULT_MODEL = "mobilenet_v2"  # torchvision's MobileNetV2 with IMAGENET1K_V1 weights, installed for offline use
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 DEFAULT_IMAGE = RESOURCES / "coffee.jpg"  # MobileNetV2: espresso, p = 0.985
@@ -23,3 +24,15 @@ def example_images() -> list[Path]:
     """The bundled example photos, the default first, then the rest by name."""
     found = sorted(p for p in RESOURCES.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
     return sorted(found, key=lambda p: p != DEFAULT_IMAGE)  # stable: the default first, the rest stay sorted
+
+
+DEFAULT_REG = "l1/2"  # the phase-1 regulariser of the paper (half thresholding)
+REGULARISER_NAMES = ("l0", "l1", "l1/2", "l2/3")  # gse_algo.prox maps each to its proximal operator
+
+
+def regulariser_name(name: str) -> str:
+    """The canonical spelling: case, spaces and '_' for '/' do not matter ('L1_2' -> 'l1/2'); ValueError else."""
+    key = str(name).strip().lower().replace(" ", "").replace("_", "/")
+    if key not in REGULARISER_NAMES:
+        raise ValueError(f"reg must be one of {', '.join(REGULARISER_NAMES)} (got {name!r})")
+    return key

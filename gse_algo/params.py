@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .prox import DEFAULT_REG, regulariser_name
+from .defaults import DEFAULT_REG, regulariser_name
 
 # Official values in [-1,1] space (spec section 1.7): (mu, sigma, k_hat, q) per (dataset, targeted).
 _OFFICIAL = {

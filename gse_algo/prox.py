@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gse_algo.defaults import DEFAULT_REG, REGULARISER_NAMES, regulariser_name  # noqa: F401 (re-exported)
+
 HALF_THRESHOLD_CONST = 54.0 ** (1.0 / 3.0) / 4.0  # tau(lam) = (54^(1/3) / 4) * lam^(2/3)
 LAMBDA_STAR_CONST = 8.0 / math.sqrt(54.0)  # lambda* = (8/sqrt 54) * sqrt(sigma) * max|g|^1.5  (spec 1.4)
 TWO_THIRDS_THRESHOLD_CONST = 2.0 * 3.0 ** -0.75  # tau(lam) = (2/3) (3 lam^3)^(1/4) = 2 * 3^(-3/4) * lam^(3/4)
@@ -138,23 +140,15 @@ class Regulariser:
     lambda_star: Callable[[torch.Tensor, float], torch.Tensor]  # (max|g| per image [B], sigma) -> [B]
 
 
-DEFAULT_REG = "l1/2"
-REGULARISERS = {
-    "l0": Regulariser("l0", "hard thresholding, lam [u != 0]", prox_hard, hard_threshold, _hard_lambda_star),
-    "l1": Regulariser("l1", "soft thresholding, lam |u|", prox_soft, soft_threshold, _soft_lambda_star),
-    "l1/2": Regulariser("l1/2", "half thresholding, lam |u|^(1/2) (the paper's)", prox_half, half_threshold,
-                        _half_lambda_star),
-    "l2/3": Regulariser("l2/3", "2/3 thresholding, lam |u|^(2/3) (Cao, Sun, Xu 2013)", prox_two_thirds,
-                        two_thirds_threshold, _two_thirds_lambda_star),
-}
-
-
-def regulariser_name(name: str) -> str:
-    """The canonical spelling: case, spaces and '_' for '/' do not matter ('L1_2' -> 'l1/2'); ValueError else."""
-    key = str(name).strip().lower().replace(" ", "").replace("_", "/")
-    if key not in REGULARISERS:
-        raise ValueError(f"reg must be one of {', '.join(REGULARISERS)} (got {name!r})")
-    return key
+REGULARISERS = {reg.name: reg for reg in (  # in the order of defaults.REGULARISER_NAMES
+    Regulariser("l0", "hard thresholding, lam [u != 0]", prox_hard, hard_threshold, _hard_lambda_star),
+    Regulariser("l1", "soft thresholding, lam |u|", prox_soft, soft_threshold, _soft_lambda_star),
+    Regulariser("l1/2", "half thresholding, lam |u|^(1/2) (the paper's)", prox_half, half_threshold,
+                _half_lambda_star),
+    Regulariser("l2/3", "2/3 thresholding, lam |u|^(2/3) (Cao, Sun, Xu 2013)", prox_two_thirds,
+                two_thirds_threshold, _two_thirds_lambda_star),
+)}
+assert tuple(REGULARISERS) == REGULARISER_NAMES
 
 
 def regulariser(name: str = DEFAULT_REG) -> Regulariser:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-DEFAULT_THREADS = 1  # fixed, not derived from the core count: see the module docstring and README "Reproducible runs"
+from gse_algo.defaults import DEFAULT_THREADS  # fixed, not derived from the core count: see the docstring and README
 MAX_THREADS = 1024
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")

@@ -23,6 +23,8 @@ def frozen_array(a: np.ndarray) -> np.ndarray:
 
 def trace_dtype(dtype: torch.dtype) -> torch.dtype:
     """The float type of snapshot arrays: float64 in a float64 run, float32 otherwise."""
+    import torch
+
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 

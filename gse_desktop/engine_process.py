@@ -29,6 +29,8 @@ from gse_algo.cam import CAMCancelled, CAMError, compute_cam, model_layers
 from gse_algo.export import versions
 from gse_algo.models import ModelError
 from gse_algo.params import resolve_preset
+from gse_algo.record import build_record
+from gse_algo.runtime import Runtime
 from gse_desktop.history import derived
 from gse_desktop.records import PREVIEW_SIZE, Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 
@@ -189,8 +191,8 @@ class Engine:
     # -- attacks -------------------------------------------------------------------------------------------------
     def run(self, run_id: int, spec: RunSpec) -> None:
         self.run_id, self.paused, self.stepping, self.stopped = run_id, False, False, False
-        torch.set_num_threads(max(1, spec.threads))
-        torch.manual_seed(spec.seed)
+        runtime = Runtime(threads=spec.threads, seed=spec.seed, device=spec.device)
+        runtime.apply()
         if spec.device.startswith("cuda"):
             torch.cuda.set_device(torch.device(spec.device))
         if (spec.model_spec, spec.device) not in self.models:
@@ -207,6 +209,7 @@ class Engine:
         params = spec.params.with_preset(preset, targeted) if preset else spec.params
         self.emit("prepared", run_id, RunDescription(spec, info, _hwc(x[0]), label, clean, targeted, params, preset,
                                                      {**versions(), "torch_threads": str(torch.get_num_threads())}))
+        last_iteration: dict[int, int] = {}
         run = iterate_gse(loaded.model, x, torch.tensor([label], device=x.device), targeted=targeted, params=params,
                           trace=True)
         last_lambda = last_frozen = None
@@ -214,6 +217,7 @@ class Engine:
             for snap in run:
                 new_lambda, new_frozen = snap.lambda_map is not last_lambda, snap.frozen is not last_frozen
                 last_lambda, last_frozen = snap.lambda_map, snap.frozen
+                last_iteration[snap.step] = snap.iteration
                 wire = dataclasses.replace(snap, lambda_map=snap.lambda_map if new_lambda else None,
                                            frozen=snap.frozen if new_frozen else None)
                 self.emit("snapshot", run_id, (wire, derived(snap), new_lambda, new_frozen))
@@ -224,7 +228,15 @@ class Engine:
                     break
         finally:
             run.close()
-        self.emit("finished", run_id, None if self.stopped else run.result.to_numpy())
+        if self.stopped:
+            self.emit("finished", run_id, None)
+            return
+        result = run.result
+        chosen = int(result.chosen_step[0])
+        shown = {"step": chosen, "iteration": last_iteration.get(chosen, 0)} if chosen >= 0 else {}
+        record = build_record(loaded, Path(spec.image_path).name, preset or "custom", x, label if targeted else None,
+                              result, shown, params, runtime)
+        self.emit("finished", run_id, (result.to_numpy(), record.to_json()))  # plain data: the app has no torch
 
     # -- CAM and IS jobs -----------------------------------------------------------------------------------------
     def job(self, job_id: int, payload: dict) -> None:

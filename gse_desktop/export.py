@@ -212,7 +212,11 @@ class FileActions(QObject):
         x_adv = np.clip(x + delta.transpose(1, 2, 0), 0, 1)
         lambda_map = (10.0 ** frame.log10_lambda[0].astype(np.float64)).astype(np.float32)
         cam_map = self._cam_array()
-        m = self._summary(info, frame, x, x_adv, which)
+        record = self.state.record
+        if which == CHOSEN and record:  # the engine's metrics record of the returned example (gse_algo.record)
+            m = {**record, "figure_iterate": {"step": frame.step, "iteration": frame.iteration}}
+        else:
+            m = self._summary(info, frame, x, x_adv, which)
         captions = figures.run_captions(m, self._cam_caption() if cam_map is not None else "CAM", lambda_map)
         data = figures.FigureData(x=x, x_adv=x_adv, mask=frame.mask[0], lambda_map=lambda_map, cam=cam_map,
                                   captions=captions, title=figures.run_title(m))

@@ -16,7 +16,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplicat
 from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, example_images
+from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_THREADS, example_images
 from gse_desktop.engine import EngineClient
 from gse_desktop.help import build_help_menu
 from gse_desktop.history import SERIES
@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self, image: str | None, model: str | None) -> None:
         s = self.settings
-        self.controls.restore(s, 1)
+        self.controls.restore(s, DEFAULT_THREADS)
         self.controls.set_examples(example_images())
         self.controls.set_recent(self._recent())
         self.controls.set_model_names([DEFAULT_MODEL], model or s.value("model", DEFAULT_MODEL))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gse_algo.defaults import DEFAULT_THREADS
 from gse_algo.params import AUTO, GSEParams
 
 
@@ -30,7 +31,7 @@ class RunSpec:
     target: int | None = None
     params: GSEParams = field(default_factory=GSEParams)
     preset: str | None = AUTO
-    threads: int = 1
+    threads: int = DEFAULT_THREADS
     seed: int = 0
 
 

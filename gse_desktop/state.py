@@ -110,6 +110,7 @@ class AppState:
         self.status, self.message = IDLE, ""
         self.run_id: int | None = None
         self.spec: RunSpec | None = None  # what the current/last Run asked for
+        self.record: dict = {}  # the engine's metrics record of the finished run (gse_algo.record, as JSON)
         self._opening: int | None = None
         self._active_s, self._resumed_at = 0.0, None  # run time, pauses excluded
 
@@ -151,6 +152,7 @@ class AppState:
     def _clear_run(self) -> None:
         self._cancel_cam_jobs()
         self.run, self.history, self.cursor, self.follow, self.cam = None, RunHistory(), None, True, CamState()
+        self.record = {}
         self.run_id = None
 
     # -- runs ----------------------------------------------------------------------------------------------------
@@ -315,16 +317,20 @@ class AppState:
         self._set_status(RUNNING if self.status == LOADING else self.status, f"running GSE, {mode}")
         self.events.emit("run")
 
-    def _on_finished(self, ident: int, result) -> None:
-        if ident != self.run_id or result is None:
+    def _on_finished(self, ident: int, payload) -> None:
+        if ident != self.run_id or payload is None:
             return  # a stopped run's last word (its displays were already kept)
+        result, self.record = payload
         self.history.set_result(result)
         if self.follow and self._chosen_position() is not None:
             self.move_cursor(*self._chosen_position(), user=False)
         adv = int(result.adv_pred[0])
         names = self.run.model if self.run else None
+        fools = self.record.get("fools_at_8bit")
+        saved = "" if fools is None else f"; as an 8-bit PNG it {'still fools' if fools else 'no longer fools'} the model"
         outcome = (f"success: now {adv} ({names.class_name(adv) if names else adv}), search step "
-                   f"{int(result.chosen_step[0]) + 1} chosen" if result.success[0] else "no adversarial example found")
+                   f"{int(result.chosen_step[0]) + 1} chosen{saved}" if result.success[0]
+                   else "no adversarial example found")
         self._ended(FINISHED, f"done in {self.elapsed():.1f} s — {outcome}")
 
     def _on_failed(self, ident: int, text: str) -> None:

@@ -108,7 +108,8 @@ def test_data_export_16bit_png_npz_json(done, tmp_path):
         assert arrays["mask"].shape == (16, 16) and arrays["x_adv"].shape == (3, 16, 16)
         assert int(arrays["mask"].sum()) == json.loads((out / "metrics.json").read_text())["acp"]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["params"]["iters"] == 30 and m["model"] == "tiny" and m["threads"] == 1 and m["seed"] == 0
+    assert m["params"]["units_0_1"]["iters"] == 30 and m["model"] == "tiny" and m["threads"] == 1 and m["seed"] == 0
+    assert isinstance(m["fools_at_8bit"], bool)  # the engine's record of the returned example, as gse-attack writes
 
 
 def test_unwritable_paths_give_a_message_and_no_file(done, tmp_path):
