@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubl
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMenu, QPushButton,
                                QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+from gse_algo.defaults import DEFAULT_REG, REGULARISER_NAMES
 from gse_algo.params import AUTO, PRESET_FIELDS, PRESETS, GSEParams
 
 # name -> (tooltip, minimum, maximum, decimals or None for integers)
@@ -160,6 +161,11 @@ class ControlsPanel(QWidget):
             label.setToolTip(tip)
             form.addRow(label, spin)
             self.spins[name] = spin
+        self.reg_combo = QComboBox(toolTip="Phase-1 regulariser (its proximal operator): l1/2 is the paper's; l0 hard, "
+                                           "l1 soft and l2/3 closed-form thresholding (the paper's open question 1)")
+        self.reg_combo.addItems(list(REGULARISER_NAMES))
+        self.reg_combo.setCurrentText(DEFAULT_REG)
+        form.addRow("reg", self.reg_combo)
         return box
 
     def _buttons(self) -> QHBoxLayout:
@@ -220,6 +226,7 @@ class ControlsPanel(QWidget):
         self._applying = True
         for name, spin in self.spins.items():
             spin.setValue(getattr(defaults, name))
+        self.reg_combo.setCurrentText(defaults.reg)
         self._applying = False
         self.apply_preset()
 
@@ -231,7 +238,8 @@ class ControlsPanel(QWidget):
 
     def params(self) -> GSEParams:
         """The parameters as shown; raises ValueError with a readable message."""
-        return GSEParams().replace(**{name: spin.value() for name, spin in self.spins.items()})
+        return GSEParams().replace(reg=self.reg_combo.currentText(),
+                                   **{name: spin.value() for name, spin in self.spins.items()})
 
     def preset(self) -> str | None:
         name = self.preset_combo.currentText()
@@ -256,6 +264,7 @@ class ControlsPanel(QWidget):
         self.preset_combo.setCurrentText(CUSTOM)  # the run's effective parameters, exactly
         for name, spin in self.spins.items():
             spin.setValue(getattr(run.params, name))
+        self.reg_combo.setCurrentText(run.params.reg)
         self.set_class_names(list(run.model.class_names))
         self.set_target(run.label if run.targeted else None)
 
@@ -312,6 +321,7 @@ class ControlsPanel(QWidget):
         settings.setValue("preset", self.preset_combo.currentText())
         for name, spin in self.spins.items():
             settings.setValue(f"params/{name}", spin.value())
+        settings.setValue("params/reg", self.reg_combo.currentText())
         settings.setValue("device", self.device_combo.currentText())
         settings.setValue("threads", self.threads_spin.value())
 
@@ -320,6 +330,8 @@ class ControlsPanel(QWidget):
             value = settings.value(f"params/{name}")
             if value is not None:
                 spin.setValue(float(value) if isinstance(spin, QDoubleSpinBox) else int(float(value)))
+        reg = settings.value("params/reg", DEFAULT_REG)
+        self.reg_combo.setCurrentText(reg if reg in REGULARISER_NAMES else DEFAULT_REG)
         preset = settings.value("preset", AUTO)
         self.preset_combo.setCurrentText(preset if preset in (AUTO, *PRESETS, CUSTOM) else AUTO)
         self.apply_preset()

@@ -231,3 +231,10 @@ def test_blur_size_refuses_even_values_as_typed_and_reset_restores_the_preset(qt
     from gse_algo.params import GSEParams
 
     assert c.spins["mu"].value() == pytest.approx(GSEParams.preset("imagenet").mu)
+
+
+def test_the_regulariser_is_a_run_parameter_recorded_in_the_run(qtbot, window):
+    window.controls.reg_combo.setCurrentText("l1")
+    run_to_end(qtbot, window)
+    assert window.state.run.params.reg == "l1" and window.messages == []
+    assert window.state.record["params"]["units_0_1"]["reg"] == "l1"
