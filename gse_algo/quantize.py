@@ -110,6 +110,8 @@ def finalize(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, targ
         raise ValueError(f"x and x_adv must be [B,C,H,W] tensors of one shape, got {list(x.shape)} and {list(x_adv.shape)}")
     if not torch.equal(to_grid(x, bits), x):
         raise ValueError(f"the clean images are not on the {bits}-bit grid: attack quantize.to_grid(x) instead")
+    if labels.shape != x.shape[:1]:
+        raise ValueError(f"labels must have shape [{x.shape[0]}], got {list(labels.shape)}")
     labels = labels.to(x.device).long()
     delta = x_adv - x
     support = metrics.changed_mask(delta)[:, None].expand_as(x)
@@ -132,7 +134,8 @@ def finalize(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, targ
     lo = torch.ones(n, dtype=torch.float64, device=x.device)  # largest scale known to fail
     hi = torch.full((n,), torch.inf, dtype=torch.float64, device=x.device)  # smallest scale known to fool
     best = candidate(every, lo)  # plain rounding, kept where nothing fools
-    plain = check(every, lo)
+    plain = fools(model, best, labels, targeted)
+    passes += 1
     hi[plain] = 1.0
     moving = support.flatten(1).any(dim=1)
     for k in range(DOUBLINGS):

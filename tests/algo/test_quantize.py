@@ -109,6 +109,9 @@ def test_clean_images_off_the_grid_are_refused():
     x = torch.full((1, 3, 2, 2), 0.3)  # 76.5 / 255
     with pytest.raises(ValueError, match="not on the 8-bit grid"):
         quantize.finalize(Threshold(0.0).eval(), x, torch.tensor([0]), False, x, 8)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        quantize.finalize(Threshold(0.0).eval(), torch.zeros(1, 3, 2, 2), torch.tensor([0, 1]), False,
+                          torch.zeros(1, 3, 2, 2), 8)
     with pytest.raises(ValueError, match="bits must be one of"):
         quantize.to_grid(x, 12)
 
