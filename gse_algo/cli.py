@@ -1,5 +1,6 @@
-"""`gse-attack`: run GSE on image files and write, per image, OUT/<stem>/ adv.png (16-bit), figure.png/.svg,
-metrics.json and arrays.npz; print a short table. All numbers are in [0,1] pixel units (l2 is half the paper's).
+"""`gse-attack`: run GSE on image files and write, per image, OUT/<stem>/ adv.png (16-bit), adv8.png and
+original.png (8-bit), figure.png/.svg, metrics.json and arrays.npz; print a short table. All numbers are in [0,1]
+pixel units (l2 is half the paper's).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gse_algo import export, figures, images, models
+from gse_algo import export, figures, images, models, quantize
 from gse_algo.attack import iterate_gse
 from gse_algo.cam import CAM_METHODS, compute_cam
 from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CAM method of the cam panel (default: %(default)s)")
     parser.add_argument("--dpi", type=int, default=200, help="resolution of figure.png (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed (default: %(default)s)")
+    parser.add_argument("--no-quantize", dest="quantize", action="store_false",
+                        help="attack the resized image as it is, off the 8-bit grid, and write adv.png only, "
+                             "rounded (by default the clean image is put on the 8-bit grid, written as "
+                             "original.png, and adv8.png / adv.png are made to fool the model as saved)")
     return parser
 
 
@@ -90,12 +95,15 @@ def _run(args: argparse.Namespace) -> int:
     params = GSEParams.preset(preset, targeted=target is not None).replace(**settings)
     paths = [Path(p) for p in args.images] or [images.DEFAULT_IMAGE]
     inputs = [images.load_image(p, loaded.input_size) for p in paths]  # every file checked before any attack
+    inputs = [x.to(device, runtime.torch_dtype) for x in inputs]
+    if args.quantize:  # on the grid in the run's dtype, so float64 runs keep exact k / 255 values
+        inputs = [quantize.to_grid(x, 8) for x in inputs]  # the clean image as original.png holds it
     out = export.make_dir(args.out)
     rows = []
     for number, (path, x, name) in enumerate(zip(paths, inputs, folder_names(paths)), start=1):
         progress = ProgressLine(f"[{number}/{len(paths)}] {path.name}", params)
-        record = attack_image(loaded, x.to(device, runtime.torch_dtype), target, params, progress,
-                              image=str(path), preset=preset, runtime=runtime)
+        record = attack_image(loaded, x, target, params, progress,
+                              image=str(path), preset=preset, runtime=runtime, quantized=args.quantize)
         folder = export.make_dir(out / name)
         write_image_outputs(folder, record, loaded, params, panels, args)
         rows.append((path.name, record["metrics"], folder))
@@ -139,8 +147,12 @@ class ProgressLine:
 
 
 def attack_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None, params: GSEParams,
-                 progress: ProgressLine, *, image: str, preset: str, runtime: Runtime) -> dict:
-    """Attack one [3,H,W] image; return its metrics record (JSON dict) and the arrays the figure and files need."""
+                 progress: ProgressLine, *, image: str, preset: str, runtime: Runtime, quantized: bool = False) -> dict:
+    """Attack one [3,H,W] image; return its metrics record (JSON dict) and the arrays the figure and files need.
+
+    quantized: x is on the 8-bit grid, and the result is finalized on the 8- and 16-bit grids (gse_algo.quantize)
+    for adv8.png and adv.png; otherwise adv.png is the float result rounded to 16 bits.
+    """
     model, batch = loaded.model, x.unsqueeze(0)
     label = predict(model, batch)[0] if target is None else target
     run = iterate_gse(model, batch, torch.tensor([label], device=x.device), target is not None, params, trace=True)
@@ -152,10 +164,14 @@ def attack_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None
     result = run.result
     step = int(result.chosen_step[0]) if result.chosen_step[0] >= 0 else max(last)
     shown = last[step]
+    labels = torch.tensor([label], device=x.device)
+    grids = {bits: quantize.finalize(model, batch, labels, target is not None, result.x_adv, bits)
+             for bits in quantize.BITS} if quantized else {}
     record = build_record(loaded, image, preset, batch, target, result,
-                          {"step": shown.step, "iteration": shown.iteration}, params, runtime)
-    return {"metrics": record.to_json(), "runtime": runtime.as_dict(), "x": batch[0].cpu().numpy(), "x_adv": result.x_adv[0].cpu().numpy(),
-            "delta": result.delta[0].cpu().numpy(), "lambda_map": np.asarray(shown.lambda_map[0])}
+                          {"step": shown.step, "iteration": shown.iteration}, params, runtime, grids)
+    return {"metrics": record.to_json(), "runtime": runtime.as_dict(), "x": batch[0].cpu().numpy(),
+            "x_adv": result.x_adv[0].cpu().numpy(), "delta": result.delta[0].cpu().numpy(),
+            "lambda_map": np.asarray(shown.lambda_map[0]), "grids": grids}
 
 
 def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, params: GSEParams,
@@ -164,6 +180,13 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
     mask = np.abs(record["delta"]).max(axis=0) > 0
     arrays = {"x": record["x"], "x_adv": record["x_adv"], "delta": record["delta"], "mask": mask,
               "lambda_map": record["lambda_map"]}
+    grids, eight_bit = record["grids"], {}
+    adv16 = grids[16].x_adv[0] if grids else record["x_adv"]
+    if grids:  # quantized: the integers of every file, and the 8-bit files
+        arrays.update(x_8bit=quantize.to_integers(record["x"], 8), x_adv_8bit=grids[8].integers()[0],
+                      x_adv_16bit=grids[16].integers()[0])
+        eight_bit = {"adv8.png": quantize.encode_png(grids[8].x_adv[0], 8),
+                     "original.png": quantize.encode_png(record["x"], 8)}
     if "cam" in panels:
         x = torch.from_numpy(record["x"]).to(loaded.device)
         arrays["cam"] = compute_cam(loaded.model, loaded.net, x, m["clean"]["index"], args.cam,
@@ -173,8 +196,8 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
                              iteration=f"search step {shown['step']}, iteration {shown['iteration']}",
                              Runtime=record["runtime"],
                              Title=f"GSE adversarial example of {Path(m['image']).name}", Source=m["image"])
-    export.write_run_outputs(folder, adv_png=images.encode_png16(record["x_adv"]), metrics=m, arrays=arrays,
-                             metadata=info)
+    export.write_run_outputs(folder, adv_png=images.encode_png16(adv16),
+                             metrics=m, arrays=arrays, metadata=info, extra_pngs=eight_bit)
     if panels:
         data = figures.FigureData(x=record["x"], x_adv=record["x_adv"], mask=mask, lambda_map=record["lambda_map"],
                                   cam=arrays.get("cam"),
@@ -197,8 +220,8 @@ def format_table(rows: list[tuple[str, dict, Path]]) -> str:
         lines.append(f"{name[:18]:<18} {m['clean']['name'][:22]:<22} {m['adversarial']['name'][:22]:<22} "
                      f"{'yes' if m['success'] else 'no':<3} {m['acp']:>6} {m['anc']:>4} {m['l2']:>7.4f} "
                      f"{m['d20']:>6} {'yes' if m['fools_at_8bit'] else 'no':<4} {m['time_s']:>6.1f}s  {folder}")
-    lines.append("l2 in [0,1] pixel units (half the paper's [-1,1] value); 8bit: the image rounded to 8 bits "
-                 "per channel still fools the model")
+    lines.append("l2 in [0,1] pixel units (half the paper's [-1,1] value); 8bit: the 8-bit file (adv8.png; "
+                 "with --no-quantize adv.png rounded to 8 bits) fools the model")
     return "\n".join(lines)
 
 

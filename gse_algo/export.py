@@ -158,10 +158,13 @@ def make_dir(path: str | os.PathLike) -> Path:
 
 
 def write_run_outputs(out_dir: str | os.PathLike, *, adv_png: bytes, metrics: Mapping,
-                      arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> dict[str, Path]:
-    """Write one attacked image's files into `out_dir`: adv.png (with `metadata` text chunks), metrics.json,
-    arrays.npz. Returns {file name: path}. Figures are saved separately (gse_algo.figures.save_figure)."""
+                      arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str],
+                      extra_pngs: Mapping[str, bytes] | None = None) -> dict[str, Path]:
+    """Write one attacked image's files into `out_dir`: adv.png and the `extra_pngs` ({file name: PNG bytes})
+    with `metadata` text chunks, metrics.json, arrays.npz. Returns {file name: path}. Figures are saved
+    separately (gse_algo.figures.save_figure)."""
     out = make_dir(out_dir)
-    return {"adv.png": write_png(out / "adv.png", adv_png, metadata),
+    written = {name: write_png(out / name, png, metadata) for name, png in (extra_pngs or {}).items()}
+    return {**written, "adv.png": write_png(out / "adv.png", adv_png, metadata),
             "metrics.json": write_json(out / "metrics.json", metrics),
             "arrays.npz": write_npz(out / "arrays.npz", arrays)}

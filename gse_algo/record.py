@@ -1,8 +1,8 @@
 """The metrics record of one attacked image: what metrics.json holds and what figure captions read.
 
 `RunRecord` is built in one place (`build_record`) and written with `to_json()`. The numbers of the adversarial
-image are a nested `ResultMetrics`; a second one for another version of that image (e.g. the 8-bit PNG) goes in
-`at_8bit`. The JSON layout is flat for the float result (success, adversarial, acp, anc, l2, d20 at the top) so
+image are a nested `ResultMetrics`; in quantisation-aware mode the files' own numbers (gse_algo.quantize, after
+its final step) go in `eight_bit` and `sixteen_bit`. The JSON layout is flat for the float result (success, adversarial, acp, anc, l2, d20 at the top) so
 files written before the record existed read the same. Units: [0,1] pixel space.
 """
 
@@ -70,7 +70,7 @@ class RunRecord:
     params: GSEParams
     runtime: Runtime
     versions: dict[str, str]
-    at_8bit: ResultMetrics | None = None  # the same numbers for the 8-bit image, once computed
+    on_grids: dict[str, dict] | None = None  # {"eight_bit": ..., "sixteen_bit": ...} (quantize.GridResult.record)
     units: str = UNITS
 
     @property
@@ -87,9 +87,7 @@ class RunRecord:
                "n_forward": self.n_forward,
                "params": {"units_0_1": self.params.as_dict(), "official_units_-1_1": self.params.official_units()},
                **self.runtime.as_dict(), "versions": dict(self.versions)}
-        if self.at_8bit is not None:
-            out["at_8bit"] = self.at_8bit.to_json()
-        return out
+        return {**out, **(self.on_grids or {})}
 
 
 def predict(model: torch.nn.Module, image: torch.Tensor) -> tuple[int, float]:
@@ -109,8 +107,9 @@ def result_metrics(delta: torch.Tensor | np.ndarray, adversarial: ClassInfo, suc
 
 def build_record(loaded: LoadedModel, image: str, preset: str, x: torch.Tensor, target: int | None,
                  result: GSEResult, figure_iterate: dict[str, int], params: GSEParams,
-                 runtime: Runtime) -> RunRecord:
-    """The record of one attacked [1,C,H,W] image `x` and its GSEResult (one image, batch of 1)."""
+                 runtime: Runtime, grids: dict | None = None) -> RunRecord:
+    """The record of one attacked [1,C,H,W] image `x` and its GSEResult (one image, batch of 1). `grids`:
+    bits -> quantize.GridResult of the final step in quantisation-aware mode; then the files' success is theirs."""
     model, names = loaded.model, loaded.class_names
     clean, clean_p = predict(model, x)
     adv, adv_p = predict(model, result.x_adv)
@@ -126,8 +125,9 @@ def build_record(loaded: LoadedModel, image: str, preset: str, x: torch.Tensor, 
         image=image, model=loaded.name, preset=preset, clean=ClassInfo(clean, names[clean], clean_p),
         target=None if target is None else ClassInfo(target, names[target]),
         result=result_metrics(result.delta, ClassInfo(adv, names[adv], adv_p), bool(result.success[0])),
-        fools_at_8bit=fools(torch.round(result.x_adv * 255) / 255),
-        fools_at_16bit=fools(torch.round(result.x_adv * 65535) / 65535),
+        fools_at_8bit=bool(grids[8].success[0]) if grids else fools(torch.round(result.x_adv * 255) / 255),
+        fools_at_16bit=bool(grids[16].success[0]) if grids else fools(torch.round(result.x_adv * 65535) / 65535),
+        on_grids={"eight_bit": grids[8].record(0), "sixteen_bit": grids[16].record(0)} if grids else None,
         interpretability_score={str(p): float(s) for p, s in zip(metrics.IS_PERCENTILES, scores)},
         chosen_step=int(result.chosen_step[0]), figure_iterate=dict(figure_iterate),
         lambda0=float(result.lambda0[0]), time_s=result.time_s, n_forward_backward=result.n_forward_backward,

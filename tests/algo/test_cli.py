@@ -63,8 +63,9 @@ def _run(*args) -> int:
 
 
 def test_writes_every_file_with_consistent_metrics(tiny, image, tmp_path, capsys):
+    """With --no-quantize: the files and metrics of the float attack (the quantised default: test_quantize.py)."""
     out = tmp_path / "out"
-    assert _run(image, "--model", "tiny", "--out", out, "--figure", "all", "--dpi", 80, *FAST) == 0
+    assert _run(image, "--model", "tiny", "--out", out, "--figure", "all", "--dpi", 80, "--no-quantize", *FAST) == 0
     folder = out / "photo"
     assert sorted(p.name for p in folder.iterdir()) == ["adv.png", "arrays.npz", "figure.png", "figure.svg",
                                                          "metrics.json"]
@@ -125,7 +126,8 @@ def test_targeted_by_class_name_and_default_image(tiny, tmp_path):
     out = tmp_path / "out"
     assert _run("--model", "tiny", "--target", "bird", "--out", out, "--figure", "none", *FAST) == 0
     folder = out / DEFAULT_IMAGE.stem
-    assert sorted(p.name for p in folder.iterdir()) == ["adv.png", "arrays.npz", "metrics.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["adv.png", "adv8.png", "arrays.npz", "metrics.json",
+                                                         "original.png"]
     m = json.loads((folder / "metrics.json").read_text())
     assert m["targeted"] and m["target"] == {"index": 2, "name": "bird"}
     assert m["success"] == (m["adversarial"]["index"] == 2)

@@ -43,14 +43,14 @@ def test_json_layout_is_flat_for_the_float_result_and_records_the_runtime():
     assert (j["threads"], j["seed"], j["device"], j["dtype"]) == (2, 4, "cpu", "float32")
     assert j["params"]["units_0_1"]["reg"] == "l2/3"
     assert j["params"]["official_units_-1_1"]["sigma"] == pytest.approx(4 * GSEParams().sigma)
-    assert j["fools_at_8bit"] is False and "[0,1]" in j["units"] and "at_8bit" not in j
+    assert j["fools_at_8bit"] is False and "[0,1]" in j["units"] and "eight_bit" not in j
     untargeted = record(target=None).to_json()
     assert not untargeted["targeted"] and untargeted["target"] is None
 
 
-def test_an_8bit_sub_record_nests():
-    eight = ResultMetrics(False, ClassInfo(1, "dog", 0.55), acp=5, anc=2, l2=0.35, d20=145)
-    j = record(at_8bit=eight).to_json()
-    assert j["at_8bit"] == {"success": False, "adversarial": {"index": 1, "name": "dog", "probability": 0.55},
-                            "acp": 5, "anc": 2, "l2": 0.35, "d20": 145}
+def test_the_files_own_numbers_nest_beside_the_float_result():
+    eight = {"bits": 8, "success": True, "plain_rounding_fools": False, "scale": 1.0125, "acp": 5, "anc": 2,
+             "d20": 145, "l2": 0.35, "n_extra_passes": 4}
+    j = record(on_grids={"eight_bit": eight, "sixteen_bit": {**eight, "bits": 16}}).to_json()
+    assert j["eight_bit"] == eight and j["sixteen_bit"]["bits"] == 16
     assert j["success"] is True  # the float result stays at the top
