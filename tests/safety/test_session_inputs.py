@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gse_desktop.session import LIMITS, SessionError, load_session
-from tests.safety.fixtures import make_session, messages_in_child
+from bad_input import make_session, messages_in_child
 
 
 @pytest.fixture(scope="module")
