@@ -1,18 +1,27 @@
 """gse_algo: the GSE attack (Sadiku, Wagner, Pokutta, arXiv 2311.17434), its metrics and CAM comparison.
 
 Qt-free. Everything is in [0,1] pixel space: models take [0,1] images and normalise themselves.
+The names below are imported on first use, so that `gse_algo.entry` starts without torch.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .attack import GSERun, gse_attack, iterate_gse
-from .images import DEFAULT_IMAGE, ImageError, load_image
-from .models import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from .params import GSEParams
-from .snapshot import GSEResult, Progress, Snapshot, SparseDelta, StepRecord
+_EXPORTS = {
+    "GSERun": "attack", "gse_attack": "attack", "iterate_gse": "attack",
+    "DEFAULT_IMAGE": "images", "ImageError": "images", "load_image": "images",
+    "DEFAULT_MODEL": "models", "LoadedModel": "models", "ModelError": "models", "load_model": "models",
+    "GSEParams": "params",
+    "GSEResult": "snapshot", "Progress": "snapshot", "Snapshot": "snapshot", "SparseDelta": "snapshot",
+    "StepRecord": "snapshot",
+}
+__all__ = sorted([*_EXPORTS, "__version__"])
 
-__all__ = [
-    "DEFAULT_IMAGE", "DEFAULT_MODEL", "GSEParams", "GSEResult", "GSERun", "ImageError", "LoadedModel",
-    "ModelError", "Progress", "Snapshot", "SparseDelta", "StepRecord", "__version__", "gse_attack", "iterate_gse",
-    "load_image", "load_model",
-]
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gse_algo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
