@@ -69,7 +69,7 @@ def read_image(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: the image is too large (more than {MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file in an accepted format ({', '.join(FORMATS)})") from None
+        raise ImageError(f"{path}: {_unidentified(path)}") from None
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode the image") from None
     except (OSError, SyntaxError, ValueError, RuntimeError, EOFError) as error:  # truncated/corrupt, no permission
@@ -112,6 +112,16 @@ def encode_png16(image: torch.Tensor | np.ndarray) -> bytes:
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _unidentified(path: Path) -> str:
+    """Why no accepted decoder took the file: a damaged PNG or JPEG header, or another format."""
+    with path.open("rb") as file:
+        head = file.read(8)
+    for signature, kind in ((PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG")):
+        if head.startswith(signature):
+            return f"unreadable or corrupt image (a {kind} file with a damaged header)"
+    return f"not an image file in an accepted format ({', '.join(FORMATS)})"
 
 
 def _reason(error: BaseException) -> str:

@@ -122,3 +122,31 @@ def messages_in_child(paths: dict[str, Path], module: str, function: str, error:
     """)
     assert child.returncode == 0 and child.stderr == "", child.stderr[-3000:]
     return json.loads(child.stdout)
+
+
+def png_header_only(path: Path, width: int, height: int, bit_depth: int = 8, colour: int = 2) -> Path:
+    """A PNG whose header declares width x height but whose pixel data is a few bytes (a decompression bomb's
+    header: decoding it would allocate the declared size)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def fake_ghostscript(folder: Path) -> tuple[Path, Path]:
+    """A `gs` program that only leaves a marker file: (folder to put first on PATH, the marker)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / "gs-was-run"
+    gs = folder / "gs"
+    gs.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    gs.chmod(0o755)
+    return folder, marker
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n"
