@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,16 @@ class Tiny(nn.Module):
         self.fc = nn.Linear(4 * 16 * 16, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
 def save_torchscript(path: Path, module: nn.Module, card: dict | None = None) -> Path:
-    torch.jit.save(torch.jit.script(module.eval()), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script/save are deprecated (still work)
+        torch.jit.save(torch.jit.script(module.eval()), str(path))
     if card is not None:
         write_card(path, card)
     return path
