@@ -156,3 +156,41 @@ def fake_ghostscript(folder: Path) -> tuple[Path, Path]:
 
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n"
+
+
+def processes_with(token: str) -> list[int]:
+    """Ids of live processes whose environment holds `token` (a child and anything it started inherit it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if token.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                pass
+    return found
+
+
+def cli_world(folder: Path) -> dict[str, Path]:
+    """Input files for command-line cases: a tiny TorchScript model with a card, images good and bad."""
+    import math
+
+    folder.mkdir(parents=True, exist_ok=True)
+    nan_tiff = np.full((8, 8), 0.5, np.float32)
+    nan_tiff[2, 2] = math.nan
+    Image.fromarray(nan_tiff, mode="F").save(folder / "nan.tif", format="TIFF")
+    (folder / "drawing.png").write_bytes(EPS)
+    (folder / "models").mkdir(exist_ok=True)
+    (folder / "a-file").write_text("not a folder\n")
+    nan_net = Tiny()
+    with torch.no_grad():
+        nan_net.fc.weight.fill_(float("nan"))
+    from gse_algo.resnet20 import ResNet20
+
+    torch.manual_seed(0)
+    torch.save(ResNet20().state_dict(), folder / "resnet20.pt")  # a plain nn.Module model (CAM works)
+    return {"model": save_torchscript(folder / "tiny.pt", Tiny(), tiny_card()), "resnet20": folder / "resnet20.pt",
+            "nan_model": save_torchscript(folder / "nan.pt", nan_net, tiny_card()),
+            "photo": photo(folder / "photo.png"), "nan_image": folder / "nan.tif",
+            "eps_image": folder / "drawing.png", "bomb": png_header_only(folder / "bomb.png", 100_000_000, 1),
+            "folder": folder / "models", "file": folder / "a-file"}
