@@ -106,3 +106,17 @@ def test_cam_layer_picks_the_layer(world, tmp_path):
     assert _run(world["photo"], "--model", world["resnet20"], "--out", out, "--figure", "cam",
                 "--cam-layer", "layer2") == 0
     assert (out / "photo" / "figure.png").is_file()
+
+
+def test_target_names_come_from_the_chosen_model(world, tmp_path, monkeypatch):
+    from gse_algo.images import load_image
+    from gse_algo.models import load_model
+
+    monkeypatch.chdir(world["resnet20"].parent)  # --model resnet20.pt, a relative file name
+    loaded = load_model("resnet20.pt")
+    clean = int(loaded.model(load_image(world["photo"], loaded.input_size)[None]).argmax())
+    target = next(name for i, name in enumerate(loaded.class_names) if i != clean and name in ("cat", "dog"))
+    assert _run("photo.png", "--model", "resnet20.pt", "--target", target.upper(), "--figure", "none",
+                "--out", tmp_path / "out") == 0
+    metrics = json.loads((tmp_path / "out" / "photo" / "metrics.json").read_text())
+    assert metrics["target"]["name"] == target

@@ -158,3 +158,13 @@ def test_find_class_by_index_text_and_name():
     assert find_class(IMAGENETISH, "crane") == 0 and find_class(IMAGENETISH, "Crane") == 3  # exact case first
     assert find_class(IMAGENETISH, 6) == 6 and find_class(IMAGENETISH, " 5 ") == 5
     assert find_class(IMAGENETISH, "Tiger Cat") == 6 and find_class(IMAGENETISH, "tench") == 1
+
+
+def test_imagenet_names_exact_first_then_ambiguity_lists_the_candidates():
+    import torchvision
+
+    names = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]  # metadata only, no weights
+    assert find_class(names, "crane") == 517 and find_class(names, "crane bird") == 134  # torchvision's names
+    assert find_class(names, "Cardigan") == 264 and find_class(names, "cardigan") == 474  # the dog, the jacket
+    with pytest.raises(ModelError, match=r"it could be 264 \(Cardigan\), 474 \(cardigan\); give the index"):
+        find_class(names, "CARDIGAN", "mobilenet_v2")
