@@ -182,14 +182,15 @@ def result_folder(out: Path, name: str, overwrite: bool, taken: set[str]) -> tup
     """The folder OUT/<name> for one result and a note when it differs from the plain choice.
 
     An existing folder is kept: the result goes to <name>-2, -3, ... instead, unless `overwrite` is set and the
-    folder is an earlier result (holds RESULT_MARKER), which is then replaced. `taken` holds the names already
+    folder is an earlier result (a real folder holding RESULT_MARKER, not a link), which is then replaced. `taken` holds the names already
     used in this run (compared case-insensitively); the chosen one is added.
     """
     def free(candidate: str) -> bool:
         return candidate.lower() not in taken and not os.path.lexists(out / candidate)
 
     chosen, n = name, 2
-    replaceable = overwrite and (out / name / RESULT_MARKER).is_file() and name.lower() not in taken
+    replaceable = (overwrite and not (out / name).is_symlink() and (out / name / RESULT_MARKER).is_file()
+                   and name.lower() not in taken)
     while not (replaceable and chosen == name) and not free(chosen):
         chosen, n = f"{name}-{n}", n + 1
     taken.add(chosen.lower())
