@@ -2,7 +2,7 @@
 
 Qt-free. Everything is in [0,1] pixel space: models take [0,1] images and normalise themselves.
 The names below are imported on first use (PEP 562), so that `gse_algo.params` or `gse_algo.defaults` can be used
-without importing torch (the desktop app shows its window before torch is loaded).
+without importing torch (the desktop app shows its window, and `gse_algo.entry` starts, before torch loads).
 """
 
 from importlib import import_module

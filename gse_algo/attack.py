@@ -117,6 +117,23 @@ def gse_attack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return run.result
 
 
+def check_logits(logits: torch.Tensor, where: str = "on the clean images") -> None:
+    """ValueError when the model's logits hold NaN or inf: a success read from them would be meaningless."""
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"the model gives NaN or infinite logits {where}; the attack is stopped "
+                         "(non-finite weights, or an input the model cannot handle)")
+
+
+def check_targets(clean_pred: torch.Tensor, targets: torch.Tensor) -> None:
+    """ValueError for a targeted attack on images the model already puts in their target class: GSE would report
+    success with a zero perturbation (spec 1.6 checks success only after an update)."""
+    already = (clean_pred.to(targets.device) == targets).nonzero().flatten().tolist()
+    if already:
+        which = "the image" if len(clean_pred) == 1 else f"image(s) {already}"
+        raise ValueError(f"the model already predicts the target class for {which} "
+                         f"(class {int(targets[already[0]])}); choose another target")
+
+
 def _check_inputs(images: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float]) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError("images must be a [B,C,H,W] tensor")
@@ -157,6 +174,9 @@ def _gse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: boo
     logits0, leaf0 = net.forward(x)
     if int(y.max()) >= logits0.shape[1] or int(y.min()) < 0:
         raise ValueError(f"labels must be class indices in [0, {logits0.shape[1] - 1}]")
+    check_logits(logits0)
+    if targeted:
+        check_targets(logits0.argmax(1), y)
     grad0 = net.gradient(logits0, y, leaf0)  # the gradient at delta = 0, shared by lambda_0 and every search step
     logits0 = logits0.detach()
     state = _SearchState(x, lambda_zero(grad0, p.sigma, p.reg), logits0.argmax(1))
@@ -255,6 +275,7 @@ def _inner_loop(net: _Model, x: torch.Tensor, y: torch.Tensor, p: GSEParams, ste
 
         graph_logits, leaf = net.forward(x_adv)
         logits = graph_logits.detach()
+        check_logits(logits, f"at search step {step}, iteration {j}")
         pred = logits.argmax(1)
         hit = pred == ys if net.targeted else pred != ys
         if hit.any():

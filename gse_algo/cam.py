@@ -73,8 +73,19 @@ def model_layers(net: nn.Module) -> list[str]:
     return [name for name, module in net.named_modules() if keep(name, module)]
 
 
+def cam_unsupported(net: nn.Module) -> str | None:
+    """Why no CAM can be computed on `net` at all, or None: grad-cam hooks a layer, ScriptModules take no hooks."""
+    if isinstance(net, torch.jit.ScriptModule):
+        return "CAM needs forward hooks on a layer, which TorchScript models do not support"
+    return None
+
+
 def resolve_layer(net: nn.Module, name: str) -> nn.Module:
-    """The submodule of `net` called `name` (dotted, as in named_modules); CAMError if there is none."""
+    """The submodule of `net` called `name` (dotted, as in named_modules); CAMError if there is none, or when `net`
+    is TorchScript (grad-cam hooks the layer, and ScriptModules take no hooks)."""
+    unsupported = cam_unsupported(net)
+    if unsupported:
+        raise CAMError(unsupported)
     if not name:
         raise CAMError("no CAM target layer given; pick one of the model's layers")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 
 
@@ -11,13 +12,14 @@ class ClassLookupError(ValueError):
 
 
 def find_class(names: Sequence[str], query: int | str, model: str = "the model") -> int:
-    """The index of `query` among `names`: an index (also written as text) or a name, case-insensitive.
+    """The index of `query` among `names`: an index (also written as ASCII digits) or a class name.
 
-    A name that several classes share (ImageNet has two 'crane' and two 'maillot') is refused with the candidate
-    indices; an unknown name gets close matches as a hint.
+    Names match exactly first, then case-insensitively (surrounding spaces ignored). A name that several classes
+    share (torchvision's ImageNet list has "Cardigan" and "cardigan") is refused with the candidates' indices; an
+    unknown name gets close matches (difflib) as suggestions.
     """
     count = len(names)
-    if isinstance(query, str) and query.strip().lstrip("-").isdecimal() and query.strip().lstrip("-").isascii():
+    if isinstance(query, str) and re.fullmatch(r"\s*-?[0-9]+\s*", query):
         query = int(query)
     if isinstance(query, int) and not isinstance(query, bool):
         if not 0 <= query < count:
@@ -25,14 +27,17 @@ def find_class(names: Sequence[str], query: int | str, model: str = "the model")
         return query
     if not isinstance(query, str):
         raise ClassLookupError(f"a class is an index or a name, not {type(query).__name__}")
-    wanted = query.strip().lower()
-    lowered = [name.lower() for name in names]
-    matches = [i for i, name in enumerate(lowered) if name == wanted]
-    if len(matches) > 1:
-        raise ClassLookupError(f"class name {query!r} is ambiguous in {model} (indices "
-                               f"{', '.join(map(str, matches))}); give the index")
+    wanted = query.strip()
+    matches = [i for i, name in enumerate(names) if name == wanted]
     if not matches:
-        close = difflib.get_close_matches(wanted, lowered, n=5)
-        hint = f"; close matches: {', '.join(close)}" if close else ""
+        matches = [i for i, name in enumerate(names) if name.lower() == wanted.lower()]
+    if len(matches) > 1:
+        candidates = ", ".join(f"{i} ({names[i]})" for i in matches)
+        raise ClassLookupError(f"class name {query!r} is ambiguous in {model}: it could be {candidates}; "
+                               f"give the index")
+    if not matches:
+        lowered = {name.lower(): name for name in names}
+        close = difflib.get_close_matches(wanted.lower(), list(lowered), n=5)
+        hint = f"; close matches: {', '.join(lowered[c] for c in close)}" if close else ""
         raise ClassLookupError(f"{model} has no class named {query!r}{hint}")
     return matches[0]

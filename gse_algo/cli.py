@@ -6,24 +6,42 @@ pixel units (l2 is half the paper's).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gse_algo import export, figures, images, models, quantize
-from gse_algo.attack import iterate_gse
-from gse_algo.cam import CAM_METHODS, compute_cam
+from gse_algo.attack import check_logits, check_targets, iterate_gse
+from gse_algo.cam import CAM_METHODS, CAMError, cam_unsupported, compute_cam, resolve_layer
+from gse_algo.entry import interrupt_exit
 from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
 from gse_algo.record import build_record, predict
 from gse_algo.runtime import DEVICES, DTYPES, Runtime, check_threads, default_threads, resolve_device
+
+DPI_RANGE = (20, 1200)
+SEED_RANGE = (0, 2**63 - 1)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, handled in main like every other bad input
         raise ValueError(message)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer (ASCII digits) in [low, high]."""
+    def parse(text: str) -> int:
+        if not text.strip().lstrip("+-").isascii() or not text.strip().lstrip("+-").isdigit():
+            raise argparse.ArgumentTypeError(f"expects an integer, got {text!r:.40}")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {text:.40}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,12 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "'all', 'default' (all but cam) or 'none'")
     parser.add_argument("--cam", default="GradCAM", choices=list(CAM_METHODS),
                         help="CAM method of the cam panel (default: %(default)s)")
-    parser.add_argument("--dpi", type=int, default=200, help="resolution of figure.png (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed (default: %(default)s)")
     parser.add_argument("--no-quantize", dest="quantize", action="store_false",
                         help="attack the resized image as it is, off the 8-bit grid, and write adv.png only, "
                              "rounded (by default the clean image is put on the 8-bit grid, written as "
                              "original.png, and adv8.png / adv.png are made to fool the model as saved)")
+    parser.add_argument("--cam-layer", metavar="NAME",
+                        help="layer of the cam panel, a dotted module name (default: the model's usual layer)")
+    parser.add_argument("--dpi", type=int_in(*DPI_RANGE), default=200,
+                        help=f"resolution of figure.png, {DPI_RANGE[0]}..{DPI_RANGE[1]} (default: %(default)s)")
+    parser.add_argument("--seed", type=int_in(*SEED_RANGE), default=0,
+                        help="torch.manual_seed, 0..2^63-1 (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier result folder of the same name (default: write <name>-2, ...)")
     return parser
 
 
@@ -66,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(error).split())
         print(f"gse-attack: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gse-attack: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through gse_algo.entry
+        return interrupt_exit(error)
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
@@ -93,33 +116,57 @@ def _run(args: argparse.Namespace) -> int:
     target = loaded.class_index(args.target) if args.target is not None else None
     preset = resolve_preset(args.preset or AUTO, loaded.input_size)
     params = GSEParams.preset(preset, targeted=target is not None).replace(**settings)
+    panels, args.cam_layer = choose_cam_layer(loaded, panels, args.cam_layer)
     paths = [Path(p) for p in args.images] or [images.DEFAULT_IMAGE]
     inputs = [images.load_image(p, loaded.input_size) for p in paths]  # every file checked before any attack
     inputs = [x.to(device, runtime.torch_dtype) for x in inputs]
     if args.quantize:  # on the grid in the run's dtype, so float64 runs keep exact k / 255 values
         inputs = [quantize.to_grid(x, 8) for x in inputs]  # the clean image as original.png holds it
+    for path, x in zip(paths, inputs):
+        check_image(loaded, x, target, path)
     out = export.make_dir(args.out)
-    rows = []
-    for number, (path, x, name) in enumerate(zip(paths, inputs, folder_names(paths)), start=1):
+    rows, taken = [], set()
+    for number, (path, x) in enumerate(zip(paths, inputs), start=1):
         progress = ProgressLine(f"[{number}/{len(paths)}] {path.name}", params)
         record = attack_image(loaded, x, target, params, progress,
                               image=str(path), preset=preset, runtime=runtime, quantized=args.quantize)
-        folder = export.make_dir(out / name)
-        write_image_outputs(folder, record, loaded, params, panels, args)
+        folder, note = export.result_folder(out, export.safe_folder_name(path.stem), args.overwrite, taken)
+        if note:
+            print(f"gse-attack: {path.name}: {note}", file=sys.stderr)
+        with export.staged_folder(folder, replace=args.overwrite) as stage:  # complete or absent, never partial
+            write_image_outputs(stage, record, loaded, params, panels, args)
         rows.append((path.name, record["metrics"], folder))
     print(format_table(rows))
     return 0
 
 
-def folder_names(paths: list[Path]) -> list[str]:
-    """One output folder name per image: its stem, with -2, -3, ... added when stems repeat."""
-    names: list[str] = []
-    for path in paths:
-        name, n = path.stem, 2
-        while name in names:
-            name, n = f"{path.stem}-{n}", n + 1
-        names.append(name)
-    return names
+def choose_cam_layer(loaded: models.LoadedModel, panels: list[str], layer: str | None) -> tuple[list[str], str]:
+    """The CAM layer (--cam-layer or the model's default), checked before any attack; without CAM support (a
+    TorchScript model) the cam panel is left out with a warning."""
+    layer = layer or loaded.cam_layer
+    if "cam" not in panels:
+        return panels, layer
+    unsupported = cam_unsupported(loaded.net)
+    if unsupported:
+        print(f"gse-attack: warning: the figure leaves out the cam panel: {unsupported}", file=sys.stderr)
+        return [p for p in panels if p != "cam"], layer
+    try:
+        resolve_layer(loaded.net, layer)
+    except CAMError as error:
+        raise ValueError(f"--cam-layer {layer!r}: {error}") from None
+    return panels, layer
+
+
+def check_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None, path: Path) -> None:
+    """One clean forward pass before any attack: finite logits, and a target the model does not already predict."""
+    with torch.no_grad():
+        logits = loaded.model(x.unsqueeze(0))
+    try:
+        check_logits(logits, f"on {path.name}")
+        if target is not None:
+            check_targets(logits.argmax(1), torch.tensor([target], device=logits.device))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 class ProgressLine:
@@ -127,7 +174,7 @@ class ProgressLine:
 
     def __init__(self, label: str, params: GSEParams, stream=None) -> None:
         self.label, self.params, self.stream = label, params, stream or sys.stderr
-        self.start = self.shown = time.perf_counter()
+        self.start, self.shown = time.perf_counter(), -math.inf  # the first update is shown at once
         self.tty = self.stream.isatty()
 
     def update(self, step: int, iteration: int, phase: int) -> None:
@@ -189,8 +236,13 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
                      "original.png": quantize.encode_png(record["x"], 8)}
     if "cam" in panels:
         x = torch.from_numpy(record["x"]).to(loaded.device)
-        arrays["cam"] = compute_cam(loaded.model, loaded.net, x, m["clean"]["index"], args.cam,
-                                    layer=loaded.cam_layer, reshape=loaded.cam_reshape)
+        try:
+            arrays["cam"] = compute_cam(loaded.model, loaded.net, x, m["clean"]["index"], args.cam,
+                                        layer=args.cam_layer, reshape=loaded.cam_reshape)
+        except (CAMError, RuntimeError) as error:  # never lose the attack for its figure's CAM panel
+            print(f"gse-attack: warning: the figure leaves out the cam panel: {' '.join(str(error).split())[:200]}",
+                  file=sys.stderr)
+            panels = [p for p in panels if p != "cam"]
     shown = m["figure_iterate"]
     info = export.provenance(model=loaded.name, params=params.as_dict(),
                              iteration=f"search step {shown['step']}, iteration {shown['iteration']}",
@@ -226,4 +278,5 @@ def format_table(rows: list[tuple[str, dict, Path]]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gse_algo.entry import attack_main
+    sys.exit(attack_main())

@@ -12,9 +12,12 @@ import json
 import math
 import os
 import platform
+import re
+import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -168,3 +171,63 @@ def write_run_outputs(out_dir: str | os.PathLike, *, adv_png: bytes, metrics: Ma
     return {**written, "adv.png": write_png(out / "adv.png", adv_png, metadata),
             "metrics.json": write_json(out / "metrics.json", metrics),
             "arrays.npz": write_npz(out / "arrays.npz", arrays)}
+
+
+_UNSAFE = re.compile(r"[^\w.-]+")  # \w: letters (any script), digits and _
+RESULT_MARKER = "metrics.json"  # a folder holding it is a result folder, which --overwrite may replace
+
+
+def safe_folder_name(stem: str) -> str:
+    """A file stem as one folder name: runs of characters other than letters, digits, '_', '.', '-' become '_',
+    leading dots are dropped ('..' and '.' name no folder of their own), at most 100 characters, else 'image'."""
+    return _UNSAFE.sub("_", stem).lstrip(".")[:100] or "image"
+
+
+def result_folder(out: Path, name: str, overwrite: bool, taken: set[str]) -> tuple[Path, str | None]:
+    """The folder OUT/<name> for one result and a note when it differs from the plain choice.
+
+    An existing folder is kept: the result goes to <name>-2, -3, ... instead, unless `overwrite` is set and the
+    folder is an earlier result (a real folder holding RESULT_MARKER, not a link), which is then replaced. `taken` holds the names already
+    used in this run (compared case-insensitively); the chosen one is added.
+    """
+    def free(candidate: str) -> bool:
+        return candidate.lower() not in taken and not os.path.lexists(out / candidate)
+
+    chosen, n = name, 2
+    replaceable = (overwrite and not (out / name).is_symlink() and (out / name / RESULT_MARKER).is_file()
+                   and name.lower() not in taken)
+    while not (replaceable and chosen == name) and not free(chosen):
+        chosen, n = f"{name}-{n}", n + 1
+    taken.add(chosen.lower())
+    note = None
+    if chosen != name and os.path.lexists(out / name):
+        kept = "is not a result folder, so it is kept" if overwrite else "exists (--overwrite replaces it)"
+        note = f"{out / name} {kept}; writing {out / chosen}"
+    elif replaceable and os.path.lexists(out / name):
+        note = f"replacing {out / name}"
+    return out / chosen, note
+
+
+@contextmanager
+def staged_folder(final: Path, replace: bool = False) -> Iterator[Path]:
+    """Write a result into a hidden folder beside `final` and move it to `final` only once complete.
+
+    On any error or interrupt the hidden folder is removed and `final` is left as it was. With `replace`, an
+    earlier result at `final` is moved aside first and deleted only once the new one is in place.
+    """
+    stage = make_dir(final.with_name(f".{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:6]}"))
+    try:
+        yield stage
+        aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}") if replace and final.exists() else None
+        if aside is not None:
+            os.replace(final, aside)
+        try:
+            os.replace(stage, final)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, final)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

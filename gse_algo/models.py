@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import numbers
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ import torchvision
 from torch import nn
 
 from gse_algo import offline_weights
-from gse_algo.classes import ClassLookupError, find_class
+from gse_algo import classes
 from gse_algo.defaults import DEFAULT_MODEL
 from gse_algo.resnet20 import CIFAR10_CLASSES, CONVENTIONS, ResNet20
 
@@ -45,6 +48,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Torchvision names whose default here differs from torchvision's DEFAULT (the one that ships for offline use).
 DEFAULT_WEIGHTS = {"mobilenet_v2": "IMAGENET1K_V1"}
 CARD_KEYS = {"arch", "mean", "std", "input_size", "class_names"}
+MAX_CARD_BYTES = 4 << 20  # a card holds at most a few class names per kilobyte; larger files are refused
+INPUT_SIDE = (8, 2048)  # allowed input_size height and width (the load-time check runs one pass at that size)
+MAX_CLASSES = 100_000
 
 Triple = tuple[float, float, float]
 
@@ -93,11 +99,16 @@ class LoadedModel:
         return self
 
     def class_index(self, cls: int | str) -> int:
-        """A class index, or a class name (case-insensitive), or an index written as text -> the index."""
-        try:
-            return find_class(self.class_names, cls, self.name)
-        except ClassLookupError as error:
-            raise ModelError(str(error)) from None
+        """find_class on this model's class names."""
+        return find_class(self.class_names, cls, self.name)
+
+
+def find_class(class_names: list[str], cls: int | str, model: str = "the model") -> int:
+    """gse_algo.classes.find_class (the one class lookup, torch-free for the app) with a ModelError."""
+    try:
+        return classes.find_class(class_names, cls, model)
+    except classes.ClassLookupError as error:
+        raise ModelError(str(error)) from None
 
 
 def torchvision_model_names() -> list[str]:
@@ -124,6 +135,9 @@ def load_model(
     options = {key: value for key, value in options.items() if value is not None}
     spec = str(spec)
     path = Path(spec).expanduser()
+    check_settings(options, "the load_model options")
+    if path.is_dir():
+        raise ModelError(f"{spec} is a folder, not a model file")
     if spec in torchvision_model_names() and not path.is_file():
         if arch is not None:
             raise ModelError(f"arch= applies to model files, not to the torchvision model {spec!r}")
@@ -210,15 +224,41 @@ def _read_card(path: Path) -> dict:
     else:
         return {}
     try:
+        if card.stat().st_size > MAX_CARD_BYTES:
+            raise ModelError(f"model card {card} is larger than {MAX_CARD_BYTES >> 20} MiB")
         values = json.loads(card.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelError(f"model card {card} is not readable JSON: {error}") from None
+        raise ModelError(f"model card {card} is not readable JSON: {_first_line(error)}") from None
+    except RecursionError:
+        raise ModelError(f"model card {card} is nested too deeply") from None
     if not isinstance(values, dict):
         raise ModelError(f"model card {card} must hold a JSON object")
     unknown = set(values) - CARD_KEYS
     if unknown:
         raise ModelError(f"model card {card} has unknown keys {sorted(unknown)}; known: {sorted(CARD_KEYS)}")
+    check_settings(values, f"model card {card}")
     return values
+
+
+def check_settings(values: dict, where: str) -> None:
+    """The card schema, for a card's values and load_model's options: ModelError naming `where` and the key.
+
+    arch: a non-empty name; mean, std: three finite numbers, std > 0; input_size: a side or [height, width] in
+    INPUT_SIDE; class_names: 2..MAX_CLASSES strings.
+    """
+    if "arch" in values and not (isinstance(values["arch"], str) and values["arch"].strip()):
+        raise ModelError(f"arch for {where} must be a model architecture name, got {values['arch']!r:.80}")
+    for key in ("mean", "std"):
+        if key in values:
+            _triple(values[key], key, where)
+    if "std" in values and min(_triple(values["std"], "std", where)) <= 0:
+        raise ModelError(f"std for {where} must be positive, got {values['std']!r:.80}")
+    if "input_size" in values:
+        _size(values["input_size"], where)
+    names = values.get("class_names")
+    if "class_names" in values and not (isinstance(names, (list, tuple)) and 2 <= len(names) <= MAX_CLASSES
+                                        and all(isinstance(n, str) for n in names)):
+        raise ModelError(f"class_names for {where} must be a list of 2 to {MAX_CLASSES:,} strings, got {names!r:.80}")
 
 
 def _file_model(path: Path, settings: dict) -> tuple[str, nn.Module, dict]:
@@ -283,6 +323,8 @@ def _load_state_dict(path: Path) -> dict:
     inner = state.get("state_dict", state) if isinstance(state, dict) else None
     if not isinstance(inner, dict) or not all(isinstance(v, torch.Tensor) for v in inner.values()):
         raise ModelError(f"{path} holds a {type(state).__name__}, not a state_dict (a dict of tensors)")
+    if not all(isinstance(k, str) for k in inner):
+        raise ModelError(f"{path} is not a state_dict: its keys must be parameter names (strings)")
     return state
 
 
@@ -299,44 +341,53 @@ def _first_line(error: BaseException, skip_header: bool = False) -> str:
 
 
 def _triple(value: Any, what: str, name: str) -> Triple:
-    try:
-        triple = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        triple = ()
-    if len(triple) != 3:
-        raise ModelError(f"{what} for {name} must be three numbers (R, G, B), got {value!r}")
-    return triple  # type: ignore[return-value]
+    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok:
+        raise ModelError(f"{what} for {name} must be three numbers (R, G, B), all finite, got {value!r:.80}")
+    return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
 def _size(value: Any, name: str) -> tuple[int, int]:
-    size = [value, value] if isinstance(value, int) else list(value)
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        raise ModelError(f"input_size for {name} must be a positive int or [height, width], got {value!r}")
+    size = [value, value] if isinstance(value, int) else value
+    low, high = INPUT_SIDE
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in size)):
+        raise ModelError(f"input_size for {name} must be an int or [height, width] in {low}..{high}, "
+                         f"got {value!r:.80}")
     return size[0], size[1]
 
 
 def _assemble(name: str, net: nn.Module, settings: dict) -> LoadedModel:
-    mean = _triple(settings["mean"], "mean", name)
-    std = _triple(settings["std"], "std", name)
-    if min(std) <= 0:
-        raise ModelError(f"std for {name} must be positive, got {std}")
+    check_settings(settings, name)
+    mean, std = _triple(settings["mean"], "mean", name), _triple(settings["std"], "std", name)
     size = _size(settings["input_size"], name)
     net.eval()
     model = Normalized(net, mean, std).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    classes = settings.get("class_names") or _numbered_classes(name, model, size)
+    n_classes = check_output(name, model, size)
+    classes = settings.get("class_names") or [str(i) for i in range(n_classes)]
+    if len(classes) != n_classes:
+        raise ModelError(f"{name} gives {n_classes} logits but has {len(classes)} class names")
     cam_layer, cam_reshape = default_cam_layer(net, settings["arch"])
     return LoadedModel(name, net, model, [str(c) for c in classes], size, mean, std, cam_layer, cam_reshape)
 
 
-def _numbered_classes(name: str, model: nn.Module, size: tuple[int, int]) -> list[str]:
-    """Class names "0".."K-1" for a model without names; one forward pass finds K (and checks the model runs)."""
+def check_output(name: str, model: nn.Module, size: tuple[int, int]) -> int:
+    """Run the model once on a grey [1, 3, *size] image and return K: it must give finite float logits [1, K]."""
     try:
         with torch.no_grad():
-            logits = model(torch.zeros(1, 3, *size))
+            logits = model(torch.full((1, 3, *size), 0.5))
     except Exception as error:  # a foreign TorchScript model may raise anything
         raise ModelError(f"{name} fails on a [1, 3, {size[0]}, {size[1]}] image: {_first_line(error)}") from None
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise ModelError(f"{name} must return logits [batch, classes], got {getattr(logits, 'shape', type(logits))}")
-    return [str(i) for i in range(logits.shape[1])]
+    if not isinstance(logits, torch.Tensor):
+        raise ModelError(f"{name} must return one logits tensor [1, classes], got a {type(logits).__name__}")
+    if logits.dim() != 2 or logits.shape[0] != 1 or not 2 <= logits.shape[1] <= MAX_CLASSES:
+        raise ModelError(f"{name} must return logits [1, classes] with 2 or more classes for one image, "
+                         f"got shape {list(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ModelError(f"{name} must return floating-point logits, got {logits.dtype}")
+    if not torch.isfinite(logits).all():
+        raise ModelError(f"{name} gives NaN or infinite logits on a grey image (non-finite weights or mean/std?)")
+    return int(logits.shape[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from .defaults import DEFAULT_REG, regulariser_name
@@ -46,6 +47,36 @@ def sigma_from_official(sigma_n: float) -> float:
     return sigma_n / 4.0
 
 
+# The allowed range of every field: (kind, low, high, low is allowed). Upper bounds keep a run finite (iters and
+# search_steps size the work and the per-iteration lists) and are far above any sensible setting.
+RANGES: dict[str, tuple[type, float, float, bool]] = {
+    "mu": (float, 0.0, 1e6, True),
+    "sigma": (float, 0.0, 1e3, False),
+    "k_hat": (int, 0, 100_000, True),
+    "q": (float, 0.0, 1.0, False),
+    "iters": (int, 1, 100_000, True),
+    "search_steps": (int, 1, 1_000, True),
+    "search_factor": (float, 0.0, 1e3, False),
+    "blur_size": (int, 1, 101, True),
+    "blur_sigma": (float, 0.0, 100.0, False),
+    "kappa": (float, 0.0, 1e6, True),
+}
+
+
+def range_problem(name: str, value: object) -> str | None:
+    """Why `value` is not allowed for the field `name` (RANGES), or None when it is."""
+    kind, low, high, low_ok = RANGES[name]
+    interval = f"{'[' if low_ok else '('}{low:g}, {high:g}]"
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"{name} must be an integer in {interval} (got {value!r})"
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return f"{name} must be a finite number in {interval} (got {value!r})"
+    if not ((value >= low if low_ok else value > low) and value <= high):
+        return f"{name} must be in {interval} (got {value!r})"
+    return None
+
+
 @dataclass(frozen=True)
 class GSEParams:
     """Every GSE setting, in [0,1] pixel units.
@@ -71,24 +102,8 @@ class GSEParams:
         object.__setattr__(self, "reg", regulariser_name(self.reg))  # canonical spelling ('l1_2' -> 'l1/2')
 
     def validate(self) -> None:
-        """Raise ValueError with a readable message for an impossible setting."""
-        problems = []
-        for name in ("mu", "kappa"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                problems.append(f"{name} must be a finite number >= 0 (got {value})")
-        for name in ("sigma", "q", "search_factor", "blur_sigma"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                problems.append(f"{name} must be a finite number > 0 (got {value})")
-        if self.q > 1:
-            problems.append(f"q must be in (0, 1] (got {self.q})")
-        for name in ("iters", "search_steps", "blur_size"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                problems.append(f"{name} must be an integer >= 1 (got {value!r})")
-        if not (isinstance(self.k_hat, int) and 0 <= self.k_hat):
-            problems.append(f"k_hat must be an integer >= 0 (got {self.k_hat!r})")
+        """Raise ValueError with a readable message for a setting outside its range (RANGES)."""
+        problems = [problem for name in RANGES if (problem := range_problem(name, getattr(self, name)))]
         if isinstance(self.blur_size, int) and self.blur_size % 2 == 0:
             problems.append(f"blur_size must be odd (got {self.blur_size})")
         try:

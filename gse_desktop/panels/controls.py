@@ -11,22 +11,20 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubl
                                QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from gse_algo.defaults import DEFAULT_REG, REGULARISER_NAMES
-from gse_algo.params import AUTO, PRESET_FIELDS, PRESETS, GSEParams
+from gse_algo.params import AUTO, PRESET_FIELDS, PRESETS, RANGES, GSEParams
 
-# name -> (tooltip, minimum, maximum, decimals or None for integers)
+# name -> (tooltip, decimals or None for integers); the ranges are GSEParams' own (params.RANGES)
 PARAMS = {
-    "mu": ("Weight of the squared l2 term mu*||delta||^2 ([0,1] pixel units; 4x the paper's value).", 0, 1e6, 6),
-    "sigma": ("Step size of the gradient / proximal step ([0,1] units; 1/4 of the paper's value).", 1e-7, 100, 7),
-    "k_hat": ("Phase-1 iterations: the lambda map is updated and the support may grow; then it freezes.", 0, 10000, None),
-    "q": ("Lambda is divided by q at pixels with no perturbed neighbour (q < 1 makes isolated pixels costly).",
-          1e-4, 1, 4),
-    "iters": ("Inner proximal-gradient iterations per search step.", 1, 100000, None),
-    "search_steps": ("Outer search steps over the starting lambda (binary search after the first success).",
-                     1, 100, None),
-    "search_factor": ("Lambda growth factor while no failing/succeeding bracket is known.", 1e-3, 1000, 3),
-    "blur_size": ("Gaussian blur kernel size of the lambda update (odd).", 1, 99, None),
-    "blur_sigma": ("Gaussian blur sigma of the lambda update.", 1e-3, 100, 3),
-    "kappa": ("Confidence margin of the CW loss max(0, margin + kappa).", 0, 1e6, 3),
+    "mu": ("Weight of the squared l2 term mu*||delta||^2 ([0,1] pixel units; 4x the paper's value).", 6),
+    "sigma": ("Step size of the gradient / proximal step ([0,1] units; 1/4 of the paper's value).", 7),
+    "k_hat": ("Phase-1 iterations: the lambda map is updated and the support may grow; then it freezes.", None),
+    "q": ("Lambda is divided by q at pixels with no perturbed neighbour (q < 1 makes isolated pixels costly).", 4),
+    "iters": ("Inner proximal-gradient iterations per search step.", None),
+    "search_steps": ("Outer search steps over the starting lambda (binary search after the first success).", None),
+    "search_factor": ("Lambda growth factor while no failing/succeeding bracket is known.", 3),
+    "blur_size": ("Gaussian blur kernel size of the lambda update (odd).", None),
+    "blur_sigma": ("Gaussian blur sigma of the lambda update.", 3),
+    "kappa": ("Confidence margin of the CW loss max(0, margin + kappa).", 3),
 }
 CUSTOM = "custom"
 
@@ -148,10 +146,11 @@ class ControlsPanel(QWidget):
         form.addRow("Preset", row)
         self.spins: dict[str, QAbstractSpinBox] = {}
         defaults = GSEParams()
-        for name, (tip, low, high, decimals) in PARAMS.items():
+        for name, (tip, decimals) in PARAMS.items():
             spin = (OddSpinBox() if name == "blur_size" else QSpinBox()) if decimals is None \
                 else QDoubleSpinBox(decimals=decimals)
-            spin.setRange(low, high)
+            _, low, high, low_ok = RANGES[name]
+            spin.setRange(low if low_ok else low + 10.0 ** -(decimals or 0), high)  # an open end: the next step
             if name == "blur_size":
                 spin.setSingleStep(2)
             spin.setValue(getattr(defaults, name))

@@ -124,13 +124,13 @@ def test_writes_every_file_with_consistent_metrics(tiny, image, tmp_path, capsys
 
 def test_targeted_by_class_name_and_default_image(tiny, tmp_path):
     out = tmp_path / "out"
-    assert _run("--model", "tiny", "--target", "bird", "--out", out, "--figure", "none", *FAST) == 0
+    assert _run("--model", "tiny", "--target", "dog", "--out", out, "--figure", "none", *FAST) == 0  # clean: bird
     folder = out / DEFAULT_IMAGE.stem
     assert sorted(p.name for p in folder.iterdir()) == ["adv.png", "adv8.png", "arrays.npz", "metrics.json",
                                                          "original.png"]
     m = json.loads((folder / "metrics.json").read_text())
-    assert m["targeted"] and m["target"] == {"index": 2, "name": "bird"}
-    assert m["success"] == (m["adversarial"]["index"] == 2)
+    assert m["targeted"] and m["target"] == {"index": 1, "name": "dog"} and m["clean"]["index"] == 2
+    assert m["success"] == (m["adversarial"]["index"] == 1)
     assert "cam" not in np.load(folder / "arrays.npz").files
 
 

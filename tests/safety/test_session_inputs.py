@@ -1,0 +1,228 @@
+"""Bad session files: every one gives a single-line SessionError naming the file, and the file is left as it was.
+Bombs (sizes that would need gigabytes) are opened in child processes under a memory limit."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gse_desktop.session import LIMITS, SessionError, load_session
+from bad_input import make_session, messages_in_child
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory) -> Path:
+    return make_session(tmp_path_factory.mktemp("valid") / "run.gses")
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _write(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def _arrays(members: dict[str, bytes]) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(members["arrays.npz"]), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def _npz(arrays: dict[str, np.ndarray], raw: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    if raw:  # members written as given bytes (hand-made .npy headers)
+        with zipfile.ZipFile(buffer, "a") as zf:
+            for name, data in raw.items():
+                zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """An .npy 1.0 header declaring `shape` of `dtype`, without the data."""
+    text = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode("latin1")
+    pad = 64 - (10 + len(text) + 1) % 64
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text) + pad + 1) + text + b" " * pad + b"\n"
+
+
+def _patch_member(data: bytes, name: str, *, flag: int = 0, method: int | None = None,
+                  size: int | None = None) -> bytes:
+    """Change a member's flag bits, compression method or declared uncompressed size in both zip headers."""
+    out = bytearray(data)
+    encoded = name.encode()
+    for signature, flag_at, method_at, size_at, name_at in ((b"PK\x03\x04", 6, 8, 22, 30),
+                                                            (b"PK\x01\x02", 8, 10, 24, 46)):
+        at = out.find(signature)
+        while at >= 0:
+            if out[at + name_at:at + name_at + len(encoded)] == encoded:
+                out[at + flag_at] |= flag
+                if method is not None:
+                    out[at + method_at:at + method_at + 2] = struct.pack("<H", method)
+                if size is not None:
+                    out[at + size_at:at + size_at + 4] = struct.pack("<I", size)
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+def _with_info(valid: Path, **changes) -> dict[str, bytes]:
+    members = _members(valid)
+    meta = json.loads(members["session.json"])
+    meta["info"].update(changes)
+    members["session.json"] = json.dumps(meta).encode()
+    return members
+
+
+def _with_arrays(valid: Path, **changes) -> dict[str, bytes]:
+    members = _members(valid)
+    arrays = _arrays(members)
+    for name, change in changes.items():
+        arrays[name] = change(arrays[name].copy()) if callable(change) else change
+    members["arrays.npz"] = _npz(arrays)
+    return members
+
+
+def _set(index, value):
+    def change(array):
+        array[index] = value
+        return array
+    return change
+
+
+def _params(valid: Path, **changes) -> dict[str, bytes]:
+    meta = json.loads(_members(valid)["session.json"])
+    return _with_info(valid, params={**meta["info"]["params"], **changes})
+
+
+def _meta(valid: Path, **changes) -> dict[str, bytes]:
+    members = _members(valid)
+    members["session.json"] = json.dumps({**json.loads(members["session.json"]), **changes}).encode()
+    return members
+
+
+def _members_with(valid: Path, **data: bytes) -> dict[str, bytes]:
+    return {**_members(valid), **{name.replace("_", "."): value for name, value in data.items()}}
+
+
+# name -> (members maker, words the message must contain)
+CASES = {
+    "text file": (lambda v: b"just some text\n", "not a zip"),
+    "truncated zip": (lambda v: v.read_bytes()[: len(v.read_bytes()) // 2], "damaged"),
+    "missing member": (lambda v: {k: d for k, d in _members(v).items() if k != "image.png"}, "missing image.png"),
+    "no format tag": (lambda v: _meta(v, format="other"), "format tag"),
+    "newer version": (lambda v: _meta(v, version=99), "version 99"),
+    "json not utf-8": (lambda v: _members_with(v, session_json=b"\xff\xfe{}"), "damaged"),
+    "json nested 100000 deep": (lambda v: _members_with(v, session_json=b"[" * 100_000 + b"]" * 100_000),
+                                "nested too deeply"),
+    "empty params": (lambda v: _with_info(v, params={}), "params lacks"),
+    "params as strings": (lambda v: _params(v, mu="4.0", iters="4"), "mu must be a finite number"),
+    "params unknown field": (lambda v: _params(v, turbo=1), "unknown fields"),
+    "params out of range": (lambda v: _params(v, iters=10**9), "iters must be in"),
+    "cam is a string": (lambda v: _with_info(v, cam="GradCAM"), "info.cam must be"),
+    "cam class out of range": (lambda v: _with_info(v, cam={"class_index": 7}), "info.cam.class_index"),
+    "label out of range": (lambda v: _with_info(v, label=3), "info.label 3 is not a class index"),
+    "negative clean class": (lambda v: _with_info(v, clean_class=-1), "info.clean_class"),
+    "bool label": (lambda v: _with_info(v, label=True), "info.label"),
+    "top class out of range": (lambda v: _with_info(v, top_classes=[0, 1, 9]), "top_classes[2]"),
+    "probability above 1": (lambda v: _with_info(v, top_probs=[1.5, 0.1, 0.1]), "top_probs[0]"),
+    "class names not strings": (lambda v: _with_info(v, class_names=[1, 2, 3]), "class_names"),
+    "targeted not a bool": (lambda v: _with_info(v, targeted="yes"), "info.targeted"),
+    "shown not a pair": (lambda v: _with_info(v, shown="last"), "info.shown"),
+    "trace values NaN": (lambda v: _with_arrays(v, trace_values=_set(0, np.nan)), "trace_values holds NaN"),
+    "trace margin inf": (lambda v: _with_arrays(v, trace_scalar_margin=_set(0, np.inf)), "NaN or inf"),
+    "image NaN": (lambda v: _with_arrays(v, image=_set((0, 0, 0), np.nan)), "image holds NaN"),
+    "image above 1": (lambda v: _with_arrays(v, image=_set((0, 0, 0), 2.0)), "outside [0, 1]"),
+    "trace class out of range": (lambda v: _with_arrays(v, trace_scalar_pred=_set(0, 5)), "class indices"),
+    "trace step beyond the run": (lambda v: _with_arrays(v, trace_step=_set(0, 9)), "steps or iterations"),
+    "chosen step beyond the run": (lambda v: _with_arrays(v, result_chosen_step=_set(0, 5)), "result_chosen_step"),
+    "image not float32": (lambda v: _with_arrays(v, image=lambda a: a.astype(np.float64)), "float32"),
+    "result time negative": (lambda v: _meta(v, result={"n_forward_backward": 1, "n_forward": 1, "time_s": -1}),
+                             "numbers >= 0"),
+    "npz member not npy": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)), {"notes.txt": b"x"})},
+                           "not an .npy array"),
+    "npy object dtype": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)),
+                                                                     {"cam.npy": _npy_header("|O", (2,))})},
+                         "dtype object"),
+    "npy damaged header": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)),
+                                                                       {"cam.npy": b"\x93NUMPY\x01\x00\x10\x00{"})},
+                           "damaged .npy header"),
+    "encrypted member": (lambda v: _patch_member(v.read_bytes(), "session.json", flag=1), "encrypted"),
+    "unknown compression": (lambda v: _patch_member(v.read_bytes(), "image.png", method=99),
+                            "compression method 99"),
+}
+# Sizes that need gigabytes if believed: opened in a child process under a memory limit.
+BOMBS = {
+    "member declares 3 GiB": (lambda v: _patch_member(v.read_bytes(), "arrays.npz", size=3 << 30), "uncompressed"),
+    "json member over its limit": (lambda v: _members_with(v, session_json=b" " * (LIMITS["session.json"] + 1)),
+                                   "uncompressed"),
+    "array declares 10 GiB": (lambda v: {**_members(v), "arrays.npz": _npz(
+        {k: a for k, a in _arrays(_members(v)).items() if k != "trace_values"},
+        {"trace_values.npy": _npy_header("<f4", (10 << 28, 3))})}, "trace_values"),
+    "arrays over the total": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)), {
+        f"pad{i}.npy": _npy_header("<f8", (30 << 20,)) for i in range(3)})}, "in all"),
+    "trace shape 100000 x 100000": (lambda v: _with_arrays(v, trace_shape=np.array([1, 3, 100_000, 100_000])),
+                                    "does not fit the image"),
+    "frozen bits for a huge batch": (lambda v: _with_arrays(v, trace_shape=np.array([60_000, 3, 16, 16])),
+                                     "does not fit"),
+}
+
+
+def _make(tmp_path: Path, valid: Path, maker, name: str = "bad.gses") -> Path:
+    made = maker(valid)
+    path = tmp_path / name
+    if isinstance(made, dict):
+        _write(path, made)
+    else:
+        path.write_bytes(made)
+    return path
+
+
+def _assert_one_line(message: str, path: Path, words: str) -> None:
+    assert path.name in message and "\n" not in message and "Traceback" not in message
+    assert words in message, message
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_session_gives_one_session_error(case, tmp_path, valid):
+    maker, words = CASES[case]
+    path = _make(tmp_path, valid, maker)
+    before = path.read_bytes()
+    with pytest.raises(SessionError) as caught:
+        load_session(path)
+    _assert_one_line(str(caught.value), path, words)
+    assert path.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def bomb_messages(tmp_path_factory, valid) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("bombs")
+    paths = {}
+    for number, (case, (maker, _)) in enumerate(BOMBS.items()):
+        paths[case] = _make(folder, valid, maker, f"bomb{number}.gses")
+    return messages_in_child(paths, "gse_desktop.session", "load_session", "SessionError")
+
+
+@pytest.mark.parametrize("case", BOMBS)
+def test_session_bombs_are_refused_under_a_memory_limit(case, bomb_messages):
+    _assert_one_line(bomb_messages[case], Path(f"bomb{list(BOMBS).index(case)}.gses"), BOMBS[case][1])
+
+
+def test_folder_and_missing_file(tmp_path):
+    for path, words in ((tmp_path, "folder"), (tmp_path / "none.gses", "no such file")):
+        with pytest.raises(SessionError, match=words) as caught:
+            load_session(path)
+        assert "\n" not in str(caught.value)
+
+
+def test_the_valid_session_loads(valid):
+    session = load_session(valid)
+    assert len(session.history) == 8 and session.info["params"]["iters"] == 4
