@@ -39,6 +39,7 @@ CAM_BATCH = 4  # masked/ablated inputs per pass of ScoreCAM/AblationCAM: small, 
 IDLE, OPENING, LOADING, RUNNING, PAUSED, STOPPED, FINISHED, FAILED = (
     "idle", "opening", "loading", "running", "paused", "stopped", "finished", "failed")
 ACTIVE = (LOADING, RUNNING, PAUSED)
+MAX_KEPT_RUNS = 20  # runs of the current image kept for comparison; the oldest goes first (each holds its history)
 
 
 class Events:
@@ -213,7 +214,7 @@ class AppState:
         self.run_id = None if status != FINISHED else self.run_id
         self._set_status(status, message)
         if self.run is not None and len(self.history):
-            self.runs.append(KeptRun(self.run, self.history))
+            self.runs = [*self.runs, KeptRun(self.run, self.history)][-MAX_KEPT_RUNS:]
             self._start_cam()
         self.events.emit("result")
 
