@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gse_algo import images, metrics
+from gse_algo import images, metrics, quantize
 from gse_algo.attack import iterate_gse
 from gse_algo.cam import CAMCancelled, CAMError, compute_cam, model_layers
 from gse_algo.export import versions
@@ -199,6 +199,8 @@ class Engine:
             self.emit("status", run_id, f"loading model {spec.model_spec} …")
         loaded, info = self.model(spec.model_spec, spec.device)
         x = images.load_image(spec.image_path, info.input_size)[None].to(loaded.device)
+        if spec.quantize:  # the image an 8-bit file holds, as gse-attack attacks it (gse_algo.quantize)
+            x = quantize.to_grid(x, 8)
         clean = self._predict(loaded, x)
         targeted = spec.target is not None
         label = loaded.class_index(spec.target) if targeted else clean.top
@@ -234,9 +236,13 @@ class Engine:
         result = run.result
         chosen = int(result.chosen_step[0])
         shown = {"step": chosen, "iteration": last_iteration.get(chosen, 0)} if chosen >= 0 else {}
+        labels = torch.tensor([label], device=x.device)
+        grids = {bits: quantize.finalize(loaded.model, x, labels, targeted, result.x_adv, bits)
+                 for bits in quantize.BITS} if spec.quantize else {}
         record = build_record(loaded, Path(spec.image_path).name, preset or "custom", x, label if targeted else None,
-                              result, shown, params, runtime)
-        self.emit("finished", run_id, (result.to_numpy(), record.to_json()))  # plain data: the app has no torch
+                              result, shown, params, runtime, grids)
+        files = {bits: grid.integers()[0] for bits, grid in grids.items()}  # what adv8.png / adv.png hold
+        self.emit("finished", run_id, (result.to_numpy(), record.to_json(), files))  # plain data: no torch
 
     # -- CAM and IS jobs -----------------------------------------------------------------------------------------
     def job(self, job_id: int, payload: dict) -> None:

@@ -309,13 +309,22 @@ class FileActions(QObject):
             if data.cam is not None:
                 arrays["cam"] = np.asarray(data.cam, np.float32)
             m = {**m, "cam": info.get("cam"), "session_info": {k: v for k, v in info.items() if k != "class_names"}}
-            from gse_algo.images import encode_png16
+            from gse_algo.quantize import encode_png, levels
 
-            export.write_run_outputs(folder, adv_png=encode_png16(arrays["x_adv"]), metrics=m, arrays=arrays,
-                                     metadata=self._provenance(info, frame))
+            files = self.state.files if which == CHOSEN else {}
+            extra = {}
+            if files:  # quantisation-aware run: the engine's final step made these integers fool the model
+                adv_png = encode_png(files[16] / levels(16), 16)
+                extra = {"adv8.png": encode_png(files[8] / levels(8), 8), "original.png": encode_png(arrays["x"], 8)}
+                arrays.update(x_adv_8bit=files[8], x_adv_16bit=files[16])
+            else:
+                adv_png = encode_png(arrays["x_adv"], 16)
+            export.write_run_outputs(folder, adv_png=adv_png, metrics=m, arrays=arrays,
+                                     metadata=self._provenance(info, frame), extra_pngs=extra)
         except (ValueError, OSError) as error:
             return self._fail(f"data not exported: {error}")
-        return self._done(f"adv.png, arrays.npz and metrics.json written to {folder}")
+        return self._done(f"adv.png{', adv8.png' if which == CHOSEN and self.state.files else ''}, arrays.npz and "
+                          f"metrics.json written to {folder}")
 
 
 def _qimage_png(image) -> bytes:

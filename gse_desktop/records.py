@@ -33,6 +33,7 @@ class RunSpec:
     preset: str | None = AUTO
     threads: int = DEFAULT_THREADS
     seed: int = 0
+    quantize: bool = True  # attack the 8-bit grid image and make the saved files fool the model (gse_algo.quantize)
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ class AppState:
         self.run_id: int | None = None
         self.spec: RunSpec | None = None  # what the current/last Run asked for
         self.record: dict = {}  # the engine's metrics record of the finished run (gse_algo.record, as JSON)
+        self.files: dict[int, np.ndarray] = {}  # bits -> the integers of the finished run's adversarial file
         self._opening: int | None = None
         self._active_s, self._resumed_at = 0.0, None  # run time, pauses excluded
 
@@ -153,7 +154,7 @@ class AppState:
     def _clear_run(self) -> None:
         self._cancel_cam_jobs()
         self.run, self.history, self.cursor, self.follow, self.cam = None, RunHistory(), None, True, CamState()
-        self.record = {}
+        self.record, self.files = {}, {}
         self.run_id = None
 
     # -- runs ----------------------------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ class AppState:
     def _on_finished(self, ident: int, payload) -> None:
         if ident != self.run_id or payload is None:
             return  # a stopped run's last word (its displays were already kept)
-        result, self.record = payload
+        result, self.record, self.files = payload
         self.history.set_result(result)
         if self.follow and self._chosen_position() is not None:
             self.move_cursor(*self._chosen_position(), user=False)

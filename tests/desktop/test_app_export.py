@@ -101,8 +101,8 @@ def test_animation_gif_has_every_nth_frame_and_the_last(done, tmp_path):
 def test_data_export_16bit_png_npz_json(done, tmp_path):
     assert done.files.export_data(tmp_path / "out", CHOSEN), done.messages
     out = tmp_path / "out"
-    expected = np.clip(np.asarray(done.state.history.result.x_adv[0]).transpose(1, 2, 0), 0, 1)
-    np.testing.assert_allclose(read_image(out / "adv.png"), expected, atol=0.5 / 65535 + 1e-7)
+    expected = done.state.files[16].transpose(1, 2, 0) / 65535  # the 16-bit file the engine finalized
+    np.testing.assert_allclose(read_image(out / "adv.png"), expected, atol=1e-7)
     assert all(key in text_chunks(out / "adv.png") for key in PROVENANCE)
     with np.load(out / "arrays.npz", allow_pickle=False) as arrays:
         assert arrays["mask"].shape == (16, 16) and arrays["x_adv"].shape == (3, 16, 16)
@@ -110,6 +110,15 @@ def test_data_export_16bit_png_npz_json(done, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["params"]["units_0_1"]["iters"] == 30 and m["model"] == "tiny" and m["threads"] == 1 and m["seed"] == 0
     assert isinstance(m["fools_at_8bit"], bool)  # the engine's record of the returned example, as gse-attack writes
+    # quantisation-aware by default: the 8-bit file decodes to the engine's integers, which fool the model when it
+    # says so, and every pixel off the support equals original.png
+    adv8 = np.asarray(Image.open(out / "adv8.png").convert("RGB"))
+    original = np.asarray(Image.open(out / "original.png").convert("RGB"))
+    np.testing.assert_array_equal(adv8, done.state.files[8].transpose(1, 2, 0))
+    np.testing.assert_array_equal(original, np.round(done.state.run.image * 255).astype(np.uint8))
+    support = np.abs(np.asarray(done.state.history.result.delta[0])).sum(axis=0) > 0
+    np.testing.assert_array_equal(adv8[~support], original[~support])
+    assert m["fools_at_8bit"] == m["eight_bit"]["success"]
 
 
 def test_unwritable_paths_give_a_message_and_no_file(done, tmp_path):

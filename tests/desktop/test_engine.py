@@ -120,7 +120,7 @@ def test_a_hanging_model_is_replaced_and_a_crashing_one_reported(image):
 
         run = client.start_run(RunSpec(image, "tiny", params=GSEParams(iters=5, search_steps=1), preset=None))
         events = wait_for(client, lambda e: "finished" in kinds(e, run))
-        result, record = next(e.payload for e in events if e.kind == "finished")
+        result, record, files = next(e.payload for e in events if e.kind == "finished")
         assert result.success.shape == (1,) and record["model"] == "tiny" and record["threads"] == 1
         assert record["acp"] == int((np.abs(result.delta[0]).sum(axis=0) > 0).sum())
     finally:
