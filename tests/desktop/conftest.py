@@ -57,7 +57,7 @@ def loader(spec: str, device: str):
     model = tiny_model()
     if spec in (HANG, CRASH, SLOW):
         model.net.register_forward_pre_hook(misbehave(spec))
-    return model
+    return model.to(device)
 
 
 @pytest.fixture(scope="session")

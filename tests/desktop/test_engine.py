@@ -126,3 +126,25 @@ def test_a_hanging_model_is_replaced_and_a_crashing_one_reported(image):
     finally:
         client.shutdown()
     assert not client.alive
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA device on this machine")
+def test_a_run_on_the_gpu_the_user_picks(image):
+    client = EngineClient(loader)
+    try:
+        wait_for(client, lambda e: "ready" in kinds(e), START_S)
+        assert "cuda:0" in client.info["devices"]
+        run = client.start_run(RunSpec(image, "tiny", device="cuda:0", params=GSEParams(iters=5, search_steps=1),
+                                       preset=None))
+        events = wait_for(client, lambda e: "finished" in kinds(e, run))
+        prepared = next(e.payload for e in events if e.kind == "prepared")
+        _, record, _ = next(e.payload for e in events if e.kind == "finished")
+        assert prepared.model.device == "cuda:0" and record["device"].startswith("cuda")
+    finally:
+        client.shutdown()
