@@ -29,4 +29,5 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py
 
 screenshots: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py
+	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1280 --height 720 --suffix _1280x720
+	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1920 --height 1080 --suffix _1920x1080

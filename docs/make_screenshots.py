@@ -1,9 +1,10 @@
 """Render the main window during and after a run on the default image and model (offscreen).
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py [--search-steps N]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py [--search-steps N] [--width W --height H]
+                                                                          [--suffix _WxH]
 
-Writes docs/screenshot_running.png (grabbed once the run is in phase 2 of a search step),
-docs/screenshot_done.png (after the run, showing the search step the engine chose) and docs/screenshot_cam.png
+Writes docs/screenshot_running{suffix}.png (grabbed once the run is in phase 2 of a search step),
+docs/screenshot_done{suffix}.png (after the run, the search step the engine chose) and docs/screenshot_cam{suffix}.png
 (the CAM comparison tab once the automatic GradCAM after the run has arrived). Settings are isolated in a
 temporary ini file, so the user's own settings are neither read nor changed.
 """

@@ -242,7 +242,8 @@ class CamPanel(QWidget):
         self.overlap_now = overlap(delta, cam, q)
         share = "  ".join(f"{label} <b>{self.overlap_now[k]:.3f}</b>" for k, label in
                           (("pixel_share", "pixel share"), ("l2_share", "l2 share"), ("iou", "IoU")))
-        self.numbers.setText(f"step {frame.step}, iteration {frame.iteration}, top {q} % of the CAM:<br>"
+        self.numbers.setText(f"search step {frame.step + 1}, iteration {frame.iteration + 1}, "
+                             f"top {q} % of the CAM:<br>"
                              f"{share}<br>{scores}")
         rows = cluster_table(delta, cam)[:MAX_CLUSTER_ROWS]
         self.cluster_view.setRowCount(len(rows))
