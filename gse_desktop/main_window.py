@@ -7,6 +7,7 @@ REDRAW_MS, so a burst of snapshots costs one redraw.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from gse_desktop.records import RunSpec
 from gse_desktop.state import ACTIVE, FAILED, PAUSED, STOPPED, AppState
 
 REDRAW_MS = 33  # at most ~30 redraws a second; the latest snapshot wins
+PLOT_S = 0.25  # during a run the metric plots follow at most 4 times a second (a plot update costs more than a view)
 POLL_MS = 15
 MAX_RECENT = 8
 
@@ -67,6 +69,7 @@ class MainWindow(QMainWindow):
         self.last_error = ""
         self._dirty = False
         self._plotted: tuple | None = None
+        self._plotted_at = 0.0
         self._build()
         self._wire()
         from gse_desktop.export import FileActions
@@ -402,9 +405,10 @@ class MainWindow(QMainWindow):
         self.cam_panel.show_frame(frame)
         self.top_table.set_now(frame.top_classes[0], frame.top_probs[0])
         key = (id(s.history), frame.step)
-        if key != self._plotted or s.status in ACTIVE:
+        now = time.perf_counter()
+        if key != self._plotted or (s.status in ACTIVE and now - self._plotted_at >= PLOT_S):
             self.plots.set_series({name: s.history.series(frame.step, name) for name in SERIES})
-            self._plotted = key
+            self._plotted, self._plotted_at = key, now
         self.plots.set_cursor(frame.iteration)
         self.timeline.set_position(frame.step, frame.iteration, frame.phase)
         self.timeline.set_follow(s.follow)

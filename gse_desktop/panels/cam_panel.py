@@ -21,6 +21,7 @@ from gse_algo.explain import cluster_table, overlap, overlap_curve
 from gse_desktop.help import MEANINGS
 from gse_desktop.history import Frame
 from gse_desktop.panels.image_views import OUTLINE, ImageViews
+from gse_desktop.panels.outline import MaskOutline
 from gse_desktop.panels.tables import fill_row, setup_table
 from gse_desktop.state import CAM_IMAGES, AppState, CamKey, describe
 
@@ -120,9 +121,7 @@ class CamPanel(QWidget):
         plot = self.views.plots["cam"]
         self.base = pg.ImageItem()
         self.base.setZValue(-1)
-        self.outline = pg.IsocurveItem(level=0.5, pen=pg.mkPen(OUTLINE, width=1.5))
-        self.outline.setZValue(10)
-        self.outline.setPos(-0.5, -0.5)  # a padded mask; isocurve points sit on pixel centres
+        self.outline = MaskOutline(OUTLINE)
         plot.addItem(self.base)
         plot.addItem(self.outline)
 
@@ -212,7 +211,7 @@ class CamPanel(QWidget):
         if array is None or picture is None:
             self.views.show_cam(None)
             self.base.clear()
-            self.outline.setData(None)
+            self.outline.set_mask(None)
             return
         name = self.state.run.model.class_name(key.class_index)
         self.views.show_cam(array, f"{key.method}: {key.class_index} {name} ({key.image})")
@@ -232,13 +231,13 @@ class CamPanel(QWidget):
         if frame is None or cam is None or frame.delta.shape[-2:] != cam.shape:
             self.numbers.setText(scores)
             self.cluster_view.setRowCount(0)
-            self.outline.setData(None)
+            self.outline.set_mask(None)
             self.l2_curve.setData([], [])
             self.pixel_curve.setData([], [])
             self.overlap_now, self._curve_key = {}, None
             return
         delta, q = frame.delta[0], self.state.cam.top_percent
-        self.outline.setData(np.pad(frame.mask[0], 1).astype(np.float32))
+        self.outline.set_mask(frame.mask[0])
         self.overlap_now = overlap(delta, cam, q)
         share = "  ".join(f"{label} <b>{self.overlap_now[k]:.3f}</b>" for k, label in
                           (("pixel_share", "pixel share"), ("l2_share", "l2 share"), ("iou", "IoU")))

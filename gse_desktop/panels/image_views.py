@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 
 from gse_algo.figures import amplified_difference, signed_perturbation
 from gse_desktop.history import Frame
+from gse_desktop.panels.outline import MaskOutline
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
@@ -71,9 +72,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
         self.amplified = False
-        self.support_outline = pg.IsocurveItem(level=0.5, pen=pg.mkPen(OUTLINE, width=1))  # on the adversarial view
-        self.support_outline.setZValue(10)
-        self.support_outline.setPos(-0.5, -0.5)  # a padded mask; isocurve points sit on pixel centres
+        self.support_outline = MaskOutline(OUTLINE, width=1)  # on the adversarial view
         self.plots["adversarial"].addItem(self.support_outline)
         self.frame: Frame | None = None  # the shown one
         self._image = 0  # the batch index it shows
@@ -124,7 +123,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
             self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
         self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
         self.items["cam"].clear()
-        self.support_outline.setData(None)
+        self.support_outline.set_mask(None)
         self.cam_text.setPos(w / 2, h / 2)
         self.frame = None
         self.fit()
@@ -197,7 +196,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.items["adversarial"].setImage(picture, levels=(0, 1))
         if self.plots["adversarial"].titleLabel.text != title:
             self.plots["adversarial"].setTitle(title)
-        self.support_outline.setData(np.pad(np.abs(delta).sum(axis=0) > 0, 1).astype(np.float32))
+        self.support_outline.set_mask(np.abs(delta).sum(axis=0) > 0)
 
     def _show_mask(self, frame: Frame, image: int) -> None:
         mask = np.empty(frame.mask.shape[1:] + (3,), np.uint8)

@@ -71,7 +71,7 @@ def cam_shown(window):
     table = [[panel.cluster_view.item(r, c).text() for c in range(panel.cluster_view.columnCount())]
              for r in range(panel.cluster_view.rowCount())]
     return {"cam": window.views.items["cam"].image.copy(), "base": panel.base.image.copy(),
-            "outline": panel.outline.data.copy(), "numbers": panel.numbers.text(), "clusters": table,
+            "outline": panel.outline.mask.copy(), "numbers": panel.numbers.text(), "clusters": table,
             "curve": [np.copy(a) for a in panel.l2_curve.getData() + panel.pixel_curve.getData()],
             "title": window.views.plots["cam"].titleLabel.text, "opacity": window.views.items["cam"].opacity()}
 
