@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters as pg_exporters
-from PySide6.QtCore import QBuffer, QObject, QRectF
+from PySide6.QtCore import QBuffer, QObject, QRectF, QTimer
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
 
@@ -23,6 +23,7 @@ from gse_algo import export, figures
 from gse_algo.defaults import IS_PERCENTILES
 from gse_algo.explain import overlap
 from gse_algo.params import GSEParams
+from gse_desktop.file_jobs import FileWorker, write_animation, write_figure
 from gse_desktop.history import Frame
 from gse_desktop.records import Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 from gse_desktop.session import Session, SessionError, load_session, save_session
@@ -42,6 +43,10 @@ class FileActions(QObject):
         from gse_desktop.export_dialog import build_menu
 
         self.needs_run: list = []
+        self.worker = FileWorker()  # figures and animations are drawn there: the window never waits for them
+        self._worker_timer = QTimer(self, interval=50)
+        self._worker_timer.timeout.connect(self.worker.poll)
+        self._worker_timer.start()
         build_menu(self)
         for name in ("image", "history", "result"):
             self.state.events.connect(name, self._enable)
@@ -244,58 +249,64 @@ class FileActions(QObject):
                 "seed": info["seed"], "device": info["device"]}
 
     def export_figure(self, path: str | Path, panels: list[str] | None = None,
-                      which: str | tuple[int, int] = SHOWN, dpi: int = 300) -> bool:
-        """The composite figure as PNG / SVG / PDF (by suffix); the CAM panel is left out when there is no CAM."""
+                      which: str | tuple[int, int] = SHOWN, dpi: int = 300, wait: bool = True) -> bool:
+        """The composite figure as PNG / SVG / PDF (by suffix); the CAM panel is left out when there is no CAM.
+        wait=False draws and writes it in the file worker (the menu); the result then comes as a message."""
         try:
             data, frame, _ = self.figure_data(which)
             panels = [p for p in (panels or figures.DEFAULT_PANELS) if p != "cam" or data.cam is not None]
             if not panels:
                 raise ValueError("no panel to draw (the CAM panel needs a computed CAM)")
             info = self.info()
-            fig = figures.composite_figure(data, panels)
-            figures.save_figure(fig, path, dpi=dpi, metadata=self._provenance(
-                info, frame, Title=f"GSE adversarial example of {info['image_name']}", Panels=",".join(panels)))
-        except (ValueError, IndexError, KeyError, OSError) as error:
+            metadata = self._provenance(info, frame, Title=f"GSE adversarial example of {info['image_name']}",
+                                        Panels=",".join(panels))
+        except (ValueError, IndexError, KeyError) as error:
             return self._fail(f"figure not saved: {error}")
-        return self._done(f"figure ({', '.join(panels)}) saved to {path}")
+        return self._write("figure", write_figure, (data, panels, str(path), dpi, metadata), wait)
 
     # -- animation ------------------------------------------------------------------------------------------------
-    def animation_frames(self, step: int | None, every: int, *, labelled: bool = True) -> tuple[list[np.ndarray],
-                                                                                                 list[str]]:
-        """Every `every`-th iteration (and the last) of one search step, or of all steps (step None); `labelled`
-        writes each frame's label into it (GIF), otherwise the labels are only returned (strip titles)."""
+    def animation_frames(self, step: int | None, every: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+        """(delta [3,H,W], mask [H,W], label) of every `every`-th iteration (and the last) of one search step, or of
+        all steps (step None)."""
         h = self.state.history
         steps = h.steps if step is None else [step]
         if step is not None and step not in h.steps:
-            raise ValueError(f"no search step {step} in this run")
+            raise ValueError(f"no search step {step + 1} in this run")
         picked = [h.frame(s, j) for s in steps for j in figures.select_frames(h.n_iterations(s), every)]
         if not picked:
             raise ValueError("nothing to animate yet: run the attack first")
-        x = self._image()
-        limit = max(float(np.abs(figures.signed_perturbation(f.delta[0])).max()) for f in picked)
-        scale = max(1, 256 // x.shape[1])
-        labels = [f"step {f.step + 1}, iteration {f.iteration + 1}" for f in picked]
-        frames = [figures.render_frame(x, f.delta[0], f.mask[0], limit=limit, label=label if labelled else "",
-                                       scale=scale)
-                  for f, label in zip(picked, labels)]
-        return frames, labels
+        return [(f.delta[0], f.mask[0], f"step {f.step + 1}, iteration {f.iteration + 1}") for f in picked]
 
     def export_animation(self, path: str | Path, step: int | None = None, every: int = 10, fps: float = 5.0,
-                         columns: int = 5) -> bool:
-        """A GIF (.gif) or a strip of frames (.png/.svg/.pdf) of every Nth iteration."""
+                         columns: int = 5, wait: bool = True) -> bool:
+        """A GIF (.gif) or a strip of frames (.png/.svg/.pdf) of every Nth iteration (wait: as export_figure)."""
         try:
-            gif = Path(path).suffix.lower() == ".gif"
-            frames, labels = self.animation_frames(step, every, labelled=gif)
-            if gif:
-                figures.save_gif(frames, path, fps)
-            else:
-                info = self.info()
-                strip = figures.frame_strip(frames, labels, columns=columns)
-                figures.save_figure(strip, path, dpi=150, metadata=self._provenance(
-                    info, None, Iterations=f"every {every}th of {'all steps' if step is None else f'step {step}'}"))
-        except (ValueError, OSError) as error:
+            frames = self.animation_frames(step, every)
+            which = "all steps" if step is None else f"step {step + 1}"
+            metadata = self._provenance(self.info(), None, Iterations=f"every {every}th of {which}")
+        except ValueError as error:
             return self._fail(f"animation not saved: {error}")
-        return self._done(f"{len(frames)} frames saved to {path}")
+        return self._write("animation", write_animation, (self._image(), frames, str(path), fps, columns, metadata),
+                           wait)
+
+    def _write(self, what: str, job, args: tuple, wait: bool) -> bool:
+        """Run a file job here (wait) or in the file worker; its one-line outcome goes to the status bar."""
+        if wait:
+            try:
+                return self._done(job(*args))
+            except (ValueError, OSError) as error:
+                return self._fail(f"{what} not saved: {error}")
+
+        def done(future) -> None:
+            error = future.exception()
+            if error is None:
+                self._done(future.result())
+            else:
+                self._fail(f"{what} not saved: {error}")
+
+        self.worker.submit(job, *args, on_done=done)
+        self.window.message.setText(f"saving the {what} …")
+        return True
 
     # -- raw data -------------------------------------------------------------------------------------------------
     def export_data(self, folder: str | Path, which: str | tuple[int, int] = SHOWN) -> bool:

@@ -83,7 +83,7 @@ def _export_figure(actions) -> None:
                                "Save composite figure", "figure")
     if chosen:
         options, path = chosen
-        actions.export_figure(path, options["panels"], options["which"], options["dpi"])
+        actions.export_figure(path, options["panels"], options["which"], options["dpi"], wait=False)
 
 
 def _export_animation(actions) -> None:
@@ -91,7 +91,7 @@ def _export_animation(actions) -> None:
                                "Save animation", "iterations")
     if chosen:
         options, path = chosen
-        actions.export_animation(path, options["step"], options["every"], options["fps"])
+        actions.export_animation(path, options["step"], options["every"], options["fps"], wait=False)
 
 
 def _options_and_path(actions, dialog: QDialog, title: str, stem: str) -> tuple[dict, str] | None:

@@ -432,4 +432,5 @@ class MainWindow(QMainWindow):
             self.state.stop()
         if self._own_engine:
             self.engine.shutdown()
+        self.files.worker.shutdown()
         event.accept()

@@ -95,7 +95,7 @@ def test_animation_gif_has_every_nth_frame_and_the_last(done, tmp_path):
         assert gif.n_frames == total
     assert done.files.export_animation(tmp_path / "strip.png", step, every)
     assert "Software" in text_chunks(tmp_path / "strip.png")
-    assert not done.files.export_animation(tmp_path / "b.gif", 99, 1) and "no search step 99" in done.messages[-1]
+    assert not done.files.export_animation(tmp_path / "b.gif", 99, 1) and "no search step 100" in done.messages[-1]
 
 
 def test_data_export_16bit_png_npz_json(done, tmp_path):
@@ -191,3 +191,17 @@ def test_the_figure_caption_names_the_cam_on_screen_not_the_pickers(qtbot, done)
     assert data.captions["cam"].startswith("HiResCAM") and "ScoreCAM" not in data.captions["cam"]
     np.testing.assert_array_equal(data.cam, cam.cache[cam.shown])
     assert done.files.info()["cam"]["method"] == "HiResCAM" and run.model.name == "tiny"
+
+
+def test_the_menu_draws_figures_and_animations_in_the_file_worker(qtbot, done, tmp_path):
+    """wait=False (the menu's path): the window returns at once; the files and the message come when written."""
+    assert done.files.export_figure(tmp_path / "w.png", wait=False)
+    assert done.files.export_animation(tmp_path / "w.gif", None, 5, wait=False)
+    assert done.files.export_figure(tmp_path / "no" / "dir" / "w.png", wait=False)  # fails in the worker
+    assert "saving" in done.message.text()
+    qtbot.waitUntil(lambda: not done.files.worker.busy, timeout=120000)
+    with Image.open(tmp_path / "w.png") as image:
+        assert image.width > 100
+    with Image.open(tmp_path / "w.gif") as gif:
+        assert gif.n_frames >= 2
+    assert len(done.messages) == 1 and "figure not saved" in done.messages[0] and "w.png" in done.messages[0]
