@@ -173,7 +173,8 @@ def app_run(app: QApplication, tmp: str, args) -> float:
         spin(app, lambda: len(window.state.history) >= 5)
         window.state.stop()
         stop_times.append(spin(app, lambda: window.engine.busy_run is None))
-    print(f"Stop -> engine idle: {', '.join(f'{t:.2f}' for t in stop_times)} s (goal <= 0.5 s)")
+    print(f"Stop -> engine idle: {', '.join(f'{t:.2f}' for t in stop_times)} s (goal <= 0.5 s); torch imported in the "
+          f"GUI process after the run, the CAM and the exports: {'torch' in sys.modules}")
     window.close()
     window.engine.shutdown()
     return result.time_s

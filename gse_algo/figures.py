@@ -320,7 +320,7 @@ def run_captions(m: dict, cam: str, lambda_map: np.ndarray) -> dict[str, str]:
         "adversarial": _class(m["adversarial"])
                        + ("" if fools is None else f"\n8-bit PNG still fools: {'yes' if fools else 'no'}"),
         "perturbation": f"l2 = {m['l2']:.3g} ([0,1] units)\nstrongest channel, colour ~ sqrt",
-        "mask": f"ACP = {m['acp']} px, ANC = {m['anc']}\nd2,0 = {m['d20']}",
+        "mask": f"ACP = {m['acp']} px, ANC = {m['anc']}\nd2,0 = {m['d20'] if m['d20'] >= 0 else '–'}",
         "lambda": f"search step {shown['step'] + 1}, iteration {shown['iteration'] + 1}"  # counted from 1
                   + ("\ngrey: +inf" if np.isinf(lambda_map).any() else ""),
         "cam": cam,

@@ -71,7 +71,8 @@ class FileActions(QObject):
                 "top_probs": run.clean.probs.tolist(), "params": run.params.as_dict(), "preset": run.preset,
                 "device": run.spec.device, "threads": run.spec.threads, "seed": run.spec.seed,
                 "versions": dict(run.versions), "cam_layer": run.model.cam_layer, "layers": list(run.model.layers),
-                "cam": self._cam_info(), "shown": list(s.cursor) if s.cursor else None}
+                "cam": self._cam_info(), "shown": list(s.cursor) if s.cursor else None,
+                "record": s.record or None}
 
     def _cam_info(self) -> dict | None:
         """The CAM on screen (its own key, not the pickers'), its numbers at the cursor, and the run's IS."""
@@ -167,7 +168,8 @@ class FileActions(QObject):
         info = session.info
         self.window.controls.show_run(run)
         self.state.show_session(image, run, session.history, (cam, None), str(path),
-                                tuple(info["shown"]) if isinstance(info.get("shown"), list) else None)
+                                tuple(info["shown"]) if isinstance(info.get("shown"), list) else None,
+                                info.get("record") if isinstance(info.get("record"), dict) else None)
         return self._done(f"session {Path(path).name}: {info['image_name']}, {info['model_name']}, "
                           f"{len(session.history)} iterations")
 
@@ -228,11 +230,10 @@ class FileActions(QObject):
         return data, frame, m
 
     def _summary(self, info: dict, frame: Frame, x: np.ndarray, x_adv: np.ndarray, which) -> dict:
-        """The numbers gse-attack puts in metrics.json, as far as the trace knows them (no model needed)."""
-        from gse_algo import metrics  # imports torch: only when a figure or data export is asked for
-
+        """The numbers gse-attack puts in metrics.json, as far as the trace knows them (no model, no torch): ACP, ANC
+        and d2,0 as the engine computed them for the snapshot (d2,0 is -1 before the step's success)."""
         names = info["class_names"]
-        delta = np.ascontiguousarray((x_adv - x).transpose(2, 0, 1))[None]
+        delta = (x_adv - x).astype(np.float64)
         clean, adv = info["clean_class"], int(frame.top_classes[0][0])
         success = bool(frame.success[0]) if which != CHOSEN else True
         return {"image": info["image_name"], "model": info["model_name"], "targeted": info["targeted"],
@@ -240,8 +241,8 @@ class FileActions(QObject):
                 "preset": info.get("preset") or "custom", "success": success,
                 "clean": {"index": clean, "name": names[clean], "probability": float(info["top_probs"][0])},
                 "adversarial": {"index": adv, "name": names[adv], "probability": float(frame.top_probs[0][0])},
-                "acp": int(metrics.acp(delta)[0]), "anc": int(metrics.anc(delta)[0]),
-                "l2": float(metrics.l2(delta)[0]), "d20": int(metrics.d20(delta)[0]),
+                "acp": int(frame.acp[0]), "anc": int(frame.anc[0]), "l2": float(np.sqrt((delta ** 2).sum())),
+                "d20": int(frame.d20[0]),
                 "fools_at_8bit": None,  # unknown without the model
                 "interpretability_score": {"70": math.nan},  # the CAM panel's IS goes in the CAM caption
                 "figure_iterate": {"step": frame.step, "iteration": frame.iteration},

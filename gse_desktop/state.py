@@ -133,14 +133,15 @@ class AppState:
         self.events.emit("image")
 
     def show_session(self, image: OpenedImage, run: RunDescription, history: RunHistory,
-                     cam: tuple[CamState, str | None], path: str, shown: tuple[int, int] | None) -> None:
+                     cam: tuple[CamState, str | None], path: str, shown: tuple[int, int] | None,
+                     record: dict | None = None) -> None:
         """Switch to a reopened session in one step (it was read and checked completely before)."""
         if self.active:
             self.stop()
         self._clear_run()
         self._opening = None  # an image asked for before (at start-up, say) no longer replaces the session
         self.image, self.run, self.history, self.runs, self.session_path = image, run, history, [], path
-        self.cam = cam[0]
+        self.cam, self.record = cam[0], record or {}
         self.follow = False
         self.cursor = shown if shown is not None and self._valid(*shown) else self._chosen_position()
         self._set_status(FINISHED if history.result is not None else STOPPED, cam[1] or f"session {path}")
