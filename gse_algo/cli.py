@@ -17,7 +17,7 @@ from gse_algo.attack import iterate_gse
 from gse_algo.cam import CAM_METHODS, compute_cam
 from gse_algo.params import PRESETS, GSEParams
 from gse_algo.record import build_record, predict
-from gse_algo.runtime import DEVICES, DTYPES, Runtime, check_threads, default_threads, resolve_device
+from gse_algo.runtime import DEVICES, DTYPES, Runtime, default_threads, resolve_device
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,8 +78,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    runtime = Runtime(threads=check_threads(args.threads), seed=args.seed, device=str(resolve_device(args.device)),
-                      dtype=args.dtype)
+    runtime = Runtime(threads=args.threads, seed=args.seed, device=str(resolve_device(args.device)), dtype=args.dtype)
     runtime.apply()
     device = runtime.torch_device
     panels = [] if args.figure.strip().lower() == "none" else figures.parse_panels(args.figure)
