@@ -5,6 +5,7 @@ cifar10 preset, attacked as one batch (~30 s per run on 2 cores). --data photos:
 MobileNetV2, imagenet preset, one image at a time (~60 s per image and thread count on 2 cores).
 Each thread count is compared with the first one, image by image.
 Usage: python benchmarks/thread_spread.py [--data reference|photos] [--threads 1,2,4] [--dtype float32|float64]
+       [PHOTO ...]
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def reference_set() -> tuple[torch.nn.Module, list[torch.Tensor], GSEParams]:
     return load_model(str(CHECKPOINT)).model, [x], GSEParams.preset("cifar10")
 
 
-def photos() -> tuple[torch.nn.Module, list[torch.Tensor], GSEParams]:
+def photos(names: list[str]) -> tuple[torch.nn.Module, list[torch.Tensor], GSEParams]:
     loaded = load_model()
-    paths = sorted((ROOT / "resources").glob("*.jpg"))
+    paths = [ROOT / "resources" / name for name in names] or sorted((ROOT / "resources").glob("*.jpg"))
     return loaded.model, [load_image(p, loaded.input_size)[None] for p in paths], GSEParams.preset("imagenet")
 
 
@@ -59,10 +60,11 @@ def main() -> None:
     parser.add_argument("--data", choices=("reference", "photos"), default="reference")
     parser.add_argument("--threads", default="1,2,4")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("photos", nargs="*", help="with --data photos: file names in resources/ (default: all)")
     args = parser.parse_args()
     counts = [int(n) for n in args.threads.split(",")]
     dtype = DTYPES[args.dtype]
-    model, batches, params = reference_set() if args.data == "reference" else photos()
+    model, batches, params = reference_set() if args.data == "reference" else photos(args.photos)
     model.to(dtype)
     batches = [x.to(dtype) for x in batches]
     print(f"{args.data}, {args.dtype}, torch {torch.__version__}, {platform.machine()}, "

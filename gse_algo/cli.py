@@ -21,7 +21,7 @@ from gse_algo.cam import CAM_METHODS, CAMError, cam_unsupported, compute_cam, re
 from gse_algo.entry import interrupt_exit
 from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
 from gse_algo.record import build_record, predict
-from gse_algo.runtime import DEVICES, DTYPES, Runtime, check_threads, default_threads, resolve_device
+from gse_algo.runtime import DEVICES, DTYPES, Runtime, default_threads, resolve_device
 
 DPI_RANGE = (20, 1200)
 SEED_RANGE = (0, 2**63 - 1)
@@ -106,8 +106,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    runtime = Runtime(threads=check_threads(args.threads), seed=args.seed, device=str(resolve_device(args.device)),
-                      dtype=args.dtype)
+    runtime = Runtime(threads=args.threads, seed=args.seed, device=str(resolve_device(args.device)), dtype=args.dtype)
     runtime.apply()
     device = runtime.torch_device
     panels = [] if args.figure.strip().lower() == "none" else figures.parse_panels(args.figure)
