@@ -89,8 +89,8 @@ def test_torchscript_with_figure_all_leaves_out_the_cam_panel_with_a_warning(wor
     out = tmp_path / "out"
     assert _run(world["photo"], "--model", world["model"], "--out", out, "--figure", "all") == 0
     assert "warning: the figure leaves out the cam panel: CAM needs forward hooks" in capsys.readouterr().err
-    assert sorted(p.name for p in (out / "photo").iterdir()) == ["adv.png", "arrays.npz", "figure.png",
-                                                                "figure.svg", "metrics.json"]
+    assert sorted(p.name for p in (out / "photo").iterdir()) == ["adv.png", "adv8.png", "arrays.npz", "figure.png",
+                                                                "figure.svg", "metrics.json", "original.png"]
 
 
 def test_a_cam_that_fails_after_the_attack_loses_nothing_else(world, tmp_path, capsys):
