@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from gse_algo import images, metrics, quantize
-from gse_algo.attack import iterate_gse
+from gse_algo.attack import check_logits, check_targets, iterate_gse
 from gse_algo.cam import CAMCancelled, CAMError, compute_cam, model_layers
 from gse_algo.export import versions
 from gse_algo.models import ModelError
@@ -182,8 +182,7 @@ class Engine:
     def _predict(loaded, x: torch.Tensor) -> Prediction:
         with torch.no_grad():
             logits = loaded.model(x)
-        if not torch.isfinite(logits).all():
-            raise ValueError("the model's output (logits) is not finite (NaN or inf): check the model file")
+        check_logits(logits, "on this image")
         probs = torch.softmax(logits, dim=1)[0]
         top = probs.topk(min(5, probs.numel()))
         return Prediction(top.indices.cpu().numpy(), top.values.cpu().numpy())
@@ -204,9 +203,8 @@ class Engine:
         clean = self._predict(loaded, x)
         targeted = spec.target is not None
         label = loaded.class_index(spec.target) if targeted else clean.top
-        if targeted and label == clean.top:
-            raise ValueError(f"the model already predicts the target class {label} ({info.class_name(label)}): "
-                             f"pick another target")
+        if targeted:
+            check_targets(torch.tensor([clean.top]), torch.tensor([label]))
         preset = resolve_preset(spec.preset, info.input_size) if spec.preset else None
         params = spec.params.with_preset(preset, targeted) if preset else spec.params
         self.emit("prepared", run_id, RunDescription(spec, info, _hwc(x[0]), label, clean, targeted, params, preset,
