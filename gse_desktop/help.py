@@ -18,7 +18,8 @@ MEANINGS = {
             "(the outer search keeps the success with the smallest d2,0).",
     "l2": "Euclidean norm of the perturbation over all channels, in [0,1] pixel units (half the paper's value).",
     "pixel share": "Share of the changed pixels that lie in the top q % most salient pixels of the CAM.",
-    "l2 share": "Share of the perturbation's l2 norm inside the top q % of the CAM: sqrt(sum of squares inside / total).",
+    "l2 share": "Share of the perturbation's l2 norm inside the top q % of the CAM: "
+                "sqrt(sum of squares inside / total).",
     "IoU": "Intersection over union of the changed pixels and the top q % region of the CAM.",
     "IS": "Interpretability score (spec 2.4): share of the perturbation's l2 norm where the adversarial saliency map "
           "exceeds its P-th percentile, for P = 50 .. 90.",

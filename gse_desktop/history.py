@@ -1,6 +1,7 @@
 """The run history: every snapshot of one run, stored compactly, answering "what is at (step, iteration)?".
 
-Qt-free (like napari's components): the app state fills it from the engine's events, the views only read it, tests drive it directly.
+Qt-free (like napari's components): the app state fills it from the engine's events, the views only read it,
+tests drive it directly.
 
 Storage per snapshot (see `RunHistory.nbytes`):
 - delta: the engine's sparse pixels as int32 indices + float32 values [n, C]; the index array is shared with the

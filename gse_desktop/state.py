@@ -330,7 +330,8 @@ class AppState:
         adv = int(result.adv_pred[0])
         names = self.run.model if self.run else None
         fools = self.record.get("fools_at_8bit")
-        saved = "" if fools is None else f"; as an 8-bit PNG it {'still fools' if fools else 'no longer fools'} the model"
+        verdict = "still fools" if fools else "no longer fools"
+        saved = "" if fools is None else f"; as an 8-bit PNG it {verdict} the model"
         outcome = (f"success: now {adv} ({names.class_name(adv) if names else adv}), search step "
                    f"{int(result.chosen_step[0]) + 1} chosen{saved}" if result.success[0]
                    else "no adversarial example found")
@@ -347,14 +348,21 @@ class AppState:
 
     def _start_cam(self) -> None:
         """A run has ended: compute its IS and the default CAM (GradCAM of the clean class on the clean image)."""
-        run, result = self.run, self.history.result
-        delta = np.asarray(result.delta[0]) if result is not None else self.history.frame(*self.history.latest()).delta[0]
-        adv_class = int(result.adv_pred[0]) if result is not None else int(self.history.frame(*self.history.latest()).pred[0])
+        run = self.run
+        delta, adv_class = self._after_attack()
         goal = run.label if run.targeted else adv_class
         self.cam = CamState(top_percent=self.cam.top_percent, opacity=self.cam.opacity)
         self.cam.final_job = self.engine.submit("final", {**self._job_payload(), "clean": run.image, "delta": delta,
                                                           "clean_class": run.clean_class, "goal": goal})
         self.select_cam(CamKey("clean", run.clean_class, "GradCAM", run.model.cam_layer))
+
+    def _after_attack(self) -> tuple[np.ndarray, int]:
+        """(delta [C,H,W], class) where the run ended: its returned example, else (stopped) its latest iterate."""
+        result = self.history.result
+        if result is not None:
+            return np.asarray(result.delta[0]), int(result.adv_pred[0])
+        last = self.history.frame(*self.history.latest())
+        return last.delta[0], int(last.pred[0])
 
     def cam_classes(self) -> list[tuple[str, int]]:
         """(role, class index) the CAM can show: the clean class, the class after the attack, the target."""
@@ -362,12 +370,8 @@ class AppState:
         if run is None:
             return []
         roles = [("clean", run.clean_class)]
-        result = self.history.result
-        latest = self.history.latest()
-        if result is not None:
-            roles.append(("after attack", int(result.adv_pred[0])))
-        elif latest is not None:
-            roles.append(("after attack", int(self.history.frame(*latest).pred[0])))
+        if self.history.latest() is not None:
+            roles.append(("after attack", self._after_attack()[1]))
         if run.targeted:
             roles.append(("target", run.label))
         return roles
