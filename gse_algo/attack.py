@@ -102,7 +102,7 @@ def iterate_gse(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     parameters reproduces the official code's [-1,1] set-up (spec section 0).
     """
     params = params or GSEParams()
-    _check_inputs(images, labels, bounds)
+    check_inputs(images, labels, bounds)
     run = _gse(model, images.detach(), labels.to(images.device).long(), bool(targeted), params, trace, bounds)
     return GSERun(run)
 
@@ -134,7 +134,7 @@ def check_targets(clean_pred: torch.Tensor, targets: torch.Tensor) -> None:
                          f"(class {int(targets[already[0]])}); choose another target")
 
 
-def _check_inputs(images: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float]) -> None:
+def check_inputs(images: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float]) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError("images must be a [B,C,H,W] tensor")
     if not images.is_floating_point():

@@ -1,6 +1,6 @@
 """Attack metrics (spec section 2.2, 2.4). Inputs may be torch tensors or NumPy arrays, [B,C,H,W] in [0,1] units.
 
-ACP: changed pixels (any channel); ANC: 4-connected clusters of that mask; l2 over all entries;
+ACP: changed pixels (any channel); channel-L0: changed C*H*W values; ANC: 4-connected clusters of that mask; l2 over all entries;
 d_{2,0}: 8x8 stride-1 'valid' windows holding a changed pixel; IS: share of ||delta|| on salient entries.
 """
 
@@ -31,6 +31,16 @@ def changed_mask(delta: torch.Tensor | np.ndarray) -> torch.Tensor:
 def acp(delta: torch.Tensor | np.ndarray) -> np.ndarray:
     """Number of changed pixels per image (the official 'L0' column counts pixels, not entries)."""
     return changed_mask(delta).flatten(1).sum(dim=1).cpu().numpy().astype(np.int64)
+
+
+def channel_l0(delta: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Number of changed values over all C*H*W entries per image (the L0 that sigma-zero and FMN report)."""
+    return (_tensor(delta) != 0).flatten(1).sum(dim=1).cpu().numpy().astype(np.int64)
+
+
+def linf(delta: torch.Tensor | np.ndarray) -> np.ndarray:
+    """max |delta| over all entries per image."""
+    return _tensor(delta).detach().double().flatten(1).abs().amax(dim=1).cpu().numpy()
 
 
 def l2(delta: torch.Tensor | np.ndarray) -> np.ndarray:

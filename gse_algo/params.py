@@ -63,6 +63,23 @@ RANGES: dict[str, tuple[type, float, float, bool]] = {
 }
 
 
+# What every field does (tooltips in the app, --help of the command lines, the attack registry).
+HELP = {
+    "mu": "Weight of the squared l2 term mu*||delta||^2 ([0,1] pixel units; 4x the paper's value).",
+    "sigma": "Step size of the gradient / proximal step ([0,1] units; 1/4 of the paper's value).",
+    "k_hat": "Phase-1 iterations: the lambda map is updated and the support may grow; then it freezes.",
+    "q": "Lambda is divided by q at pixels with no perturbed neighbour (q < 1 makes isolated pixels costly).",
+    "iters": "Inner proximal-gradient iterations per search step.",
+    "search_steps": "Outer search steps over the starting lambda (binary search after the first success).",
+    "search_factor": "Lambda growth factor while no failing/succeeding bracket is known.",
+    "blur_size": "Gaussian blur kernel size of the lambda update (odd).",
+    "blur_sigma": "Gaussian blur sigma of the lambda update.",
+    "kappa": "Confidence margin of the CW loss max(0, margin + kappa).",
+    "reg": "Phase-1 regulariser (its proximal operator): l1/2 is the paper's; l0 hard, l1 soft and l2/3 "
+           "closed-form thresholding (the paper's open question 1)",
+}
+
+
 def range_problem(name: str, value: object) -> str | None:
     """Why `value` is not allowed for the field `name` (RANGES), or None when it is."""
     kind, low, high, low_ok = RANGES[name]

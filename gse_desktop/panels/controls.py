@@ -11,21 +11,11 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubl
                                QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from gse_algo.defaults import DEFAULT_REG, REGULARISER_NAMES
-from gse_algo.params import AUTO, PRESET_FIELDS, PRESETS, RANGES, GSEParams
+from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, GSEParams
 
-# name -> (tooltip, decimals or None for integers); the ranges are GSEParams' own (params.RANGES)
-PARAMS = {
-    "mu": ("Weight of the squared l2 term mu*||delta||^2 ([0,1] pixel units; 4x the paper's value).", 6),
-    "sigma": ("Step size of the gradient / proximal step ([0,1] units; 1/4 of the paper's value).", 7),
-    "k_hat": ("Phase-1 iterations: the lambda map is updated and the support may grow; then it freezes.", None),
-    "q": ("Lambda is divided by q at pixels with no perturbed neighbour (q < 1 makes isolated pixels costly).", 4),
-    "iters": ("Inner proximal-gradient iterations per search step.", None),
-    "search_steps": ("Outer search steps over the starting lambda (binary search after the first success).", None),
-    "search_factor": ("Lambda growth factor while no failing/succeeding bracket is known.", 3),
-    "blur_size": ("Gaussian blur kernel size of the lambda update (odd).", None),
-    "blur_sigma": ("Gaussian blur sigma of the lambda update.", 3),
-    "kappa": ("Confidence margin of the CW loss max(0, margin + kappa).", 3),
-}
+# name -> decimals shown (None: an integer); tooltips and ranges are GSEParams' own (params.HELP, params.RANGES)
+DECIMALS = {"mu": 6, "sigma": 7, "k_hat": None, "q": 4, "iters": None, "search_steps": None, "search_factor": 3,
+            "blur_size": None, "blur_sigma": 3, "kappa": 3}
 CUSTOM = "custom"
 
 
@@ -146,7 +136,8 @@ class ControlsPanel(QWidget):
         form.addRow("Preset", row)
         self.spins: dict[str, QAbstractSpinBox] = {}
         defaults = GSEParams()
-        for name, (tip, decimals) in PARAMS.items():
+        for name, decimals in DECIMALS.items():
+            tip = HELP[name]
             spin = (OddSpinBox() if name == "blur_size" else QSpinBox()) if decimals is None \
                 else QDoubleSpinBox(decimals=decimals)
             _, low, high, low_ok = RANGES[name]
@@ -160,8 +151,7 @@ class ControlsPanel(QWidget):
             label.setToolTip(tip)
             form.addRow(label, spin)
             self.spins[name] = spin
-        self.reg_combo = QComboBox(toolTip="Phase-1 regulariser (its proximal operator): l1/2 is the paper's; l0 hard, "
-                                           "l1 soft and l2/3 closed-form thresholding (the paper's open question 1)")
+        self.reg_combo = QComboBox(toolTip=HELP["reg"])
         self.reg_combo.addItems(list(REGULARISER_NAMES))
         self.reg_combo.setCurrentText(DEFAULT_REG)
         form.addRow("reg", self.reg_combo)
