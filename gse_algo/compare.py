@@ -1,0 +1,46 @@
+"""Two attack results side by side: where their supports agree, and which one is better at each metric.
+
+The app's comparison view, the comparison figure and `gse-compare` all read these rules (one owner). Colours are
+Okabe-Ito (colour-blind safe): only A blue, only B vermillion, both yellow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
+OVERLAY_COLOURS = {ONLY_A: "#0072B2", ONLY_B: "#D55E00", BOTH: "#F0E442"}
+OVERLAY_LABELS = {ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
+
+# metric -> True when a larger value is better; metrics not listed here are not ranked
+HIGHER_IS_BETTER = {"success": True, "fools_at_8bit": True, "acp": False, "channel_l0": False, "anc": False,
+                    "d20": False, "l2": False, "linf": False, "time_s": False, "n_forward": False,
+                    "n_backward": False}
+
+
+def overlay_codes(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
+    """uint8 map of two [H,W] supports: 0 neither, 1 only A, 2 only B, 3 both."""
+    a, b = np.asarray(mask_a, dtype=bool), np.asarray(mask_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"the two supports differ in shape: {a.shape} and {b.shape}")
+    return (a.astype(np.uint8) * ONLY_A + b.astype(np.uint8) * ONLY_B).astype(np.uint8)
+
+
+def support_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
+    """|A and B| / |A or B| of two supports; NaN when both are empty."""
+    codes = overlay_codes(mask_a, mask_b)
+    union = int((codes != NEITHER).sum())
+    return float((codes == BOTH).sum()) / union if union else math.nan
+
+
+def better(metric: str, a: float | bool | None, b: float | bool | None) -> str | None:
+    """'a' or 'b' for the better of two values of `metric`, None for a tie, an unranked metric or a missing value.
+    Sizes (ACP, l2, ...) only count among successful results: the caller passes None for a failed run's sizes."""
+    if metric not in HIGHER_IS_BETTER or a is None or b is None:
+        return None
+    fa, fb = float(a), float(b)
+    if math.isnan(fa) or math.isnan(fb) or fa == fb:
+        return None
+    return "a" if (fa > fb) == HIGHER_IS_BETTER[metric] else "b"
