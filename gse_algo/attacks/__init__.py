@@ -18,12 +18,12 @@ import torch
 
 from gse_algo.attack import check_inputs
 
-from . import gse
+from . import adv_lib_attacks, gse, torchattacks_attacks
 from .base import AttackSpec, Param, Value
 from .counting import CountedModel
 from .measure import AttackMetrics, measure
 
-_SPECS: tuple[AttackSpec, ...] = (gse.GSE,)
+_SPECS: tuple[AttackSpec, ...] = (gse.GSE, *adv_lib_attacks.SPECS, *torchattacks_attacks.SPECS)
 REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 
 __all__ = ["REGISTRY", "AttackMetrics", "AttackResult", "AttackRun", "AttackSpec", "Param", "attack_names",
@@ -106,6 +106,7 @@ def iterate_attack(name: str, model: torch.nn.Module, images: torch.Tensor, labe
     spec.check_goal(bool(targeted))
     values = spec.settings(settings)
     check_inputs(images, labels, (0.0, 1.0))
+    spec.check_run(images, values)
     if any(module.training for module in model.modules()):
         raise ValueError("the model must be in eval mode (BatchNorm/Dropout would couple the images)")
     return AttackRun(spec, model, images.detach(), labels.to(images.device).long(), bool(targeted), values, trace)

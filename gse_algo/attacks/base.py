@@ -101,6 +101,7 @@ class AttackSpec:
     requires: tuple[str, ...] = ()  # modules that must be importable (an optional extra)
     extra: str = ""  # the pip extra that installs them
     notes: str = ""  # limits worth knowing (shown as a tooltip)
+    rules: Callable[..., None] | None = None  # rules(images, settings): ValueError for what the library cannot take
     _index: Mapping[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +130,11 @@ class AttackSpec:
         if problems:
             raise ValueError("; ".join(problems))
         return values
+
+    def check_run(self, images: object, settings: Mapping[str, Value]) -> None:
+        """ValueError when the attack cannot run on these [B,C,H,W] images with these (checked) settings."""
+        if self.rules is not None:
+            self.rules(images, settings)
 
     def check_goal(self, targeted: bool) -> None:
         """ValueError when the attack cannot do this kind of run (sigma-zero is untargeted only)."""

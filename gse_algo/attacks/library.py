@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 
 import torch
+
+from .base import RunFunction, Value
 from .counting import CountedModel
 
 
@@ -76,3 +78,27 @@ def drive(call: Callable[[CountedModel], torch.Tensor],
         to_worker.put("stop")
         worker.join()
         counted.before_forward = None
+
+
+class LibraryError(RuntimeError):
+    """A library attack raised an error; the message names the attack and says what the library reported."""
+
+
+LibraryCall = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, bool, Mapping[str, Value]], torch.Tensor]
+
+
+def library_run(title: str, call: LibraryCall) -> RunFunction:
+    """A registry run function for `call(model, images, labels, targeted, settings) -> x_adv`, one blocking library
+    call: it runs through drive() on the run's CountedModel (every forward call counted and handed back), on a
+    contiguous copy of the images (adv_lib's L0 projections zero entries through a flattened view, which is a copy,
+    and so silently does nothing, for a non-contiguous tensor such as a permuted NHWC array); an error in the
+    library becomes a LibraryError naming the attack."""
+    def run(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, targeted: bool,
+            settings: Mapping[str, Value], trace: bool = False) -> Generator[ModelCall, None, torch.Tensor]:
+        counted = model if isinstance(model, CountedModel) else CountedModel(model)
+        x = images.detach().contiguous()
+        try:
+            return (yield from drive(lambda m: call(m, x, labels, targeted, settings), counted))
+        except Exception as error:
+            raise LibraryError(f"{title} failed inside its library: {type(error).__name__}: {error}") from error
+    return run
