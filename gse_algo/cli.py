@@ -1,6 +1,9 @@
-"""`gse-attack`: run GSE on image files and write, per image, OUT/<stem>/ adv.png (16-bit), adv8.png and
-original.png (8-bit), figure.png/.svg, metrics.json and arrays.npz; print a short table. All numbers are in [0,1]
-pixel units (l2 is half the paper's).
+"""`gse-attack`: run GSE (or any registered attack, --attack) on image files and write, per image, OUT/<stem>/
+adv.png (16-bit), adv8.png and original.png (8-bit), figure.png/.svg, metrics.json and arrays.npz; print a short
+table. All numbers are in [0,1] pixel units (l2 is half the paper's).
+
+The command-line plumbing shared with `gse-compare` lives here too: the common options, the error handling of
+main, the model/image loading and checks, the progress line.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gse_algo import export, figures, images, models, quantize
+from gse_algo import export, figures, images, models, quantize, registry_run
 from gse_algo.attack import check_logits, check_targets, iterate_gse
+from gse_algo.attacks import attack_names, get_attack
+from gse_algo.attacks.library import LibraryError
 from gse_algo.cam import CAM_METHODS, CAMError, cam_unsupported, compute_cam, resolve_layer
 from gse_algo.entry import interrupt_exit
 from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
@@ -44,28 +49,42 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gse-attack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("images", nargs="*", metavar="IMAGE",
-                        help=f"image files (default: {images.DEFAULT_IMAGE.name} from resources/)")
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options gse-attack and gse-compare share: model, target, output, device, threads, dtype, dpi, seed."""
     parser.add_argument("--model", default=models.DEFAULT_MODEL,
                         help="torchvision model name or model file (default: %(default)s)")
     parser.add_argument("--target", metavar="CLASS",
                         help="target class (index or name); without it the attack is untargeted against the "
                              "model's own clean prediction")
-    parser.add_argument("--preset", choices=PRESETS,
-                        help="official hyper-parameters (default: imagenet for inputs >= 64 px, else cifar10)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override one GSE parameter in [0,1] units, e.g. --set mu=0.4 --set iters=100")
     parser.add_argument("--out", default="gse-out", help="output folder (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="torch threads (default: %(default)s; results depend on it, see README)")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
                         help="floating-point type of the model and the attack (default: %(default)s)")
+    parser.add_argument("--dpi", type=int_in(*DPI_RANGE), default=200,
+                        help=f"resolution of the PNG figures, {DPI_RANGE[0]}..{DPI_RANGE[1]} (default: %(default)s)")
+    parser.add_argument("--seed", type=int_in(*SEED_RANGE), default=0,
+                        help="torch.manual_seed, 0..2^63-1 (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier result folder of the same name (default: write <name>-2, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gse-attack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help=f"image files (default: {images.DEFAULT_IMAGE.name} from resources/)")
+    parser.add_argument("--attack", default="gse", metavar="NAME",
+                        help=f"registered attack: {', '.join(attack_names())} (default: %(default)s; the others "
+                             "need the baselines extra, see README)")
+    parser.add_argument("--preset", choices=PRESETS,
+                        help="official GSE hyper-parameters (default: imagenet for inputs >= 64 px, else cifar10)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one parameter of the attack in [0,1] units, e.g. --set mu=0.4 --set iters=100")
+    add_common_arguments(parser)
     parser.add_argument("--figure", default="default", metavar="PANELS",
                         help=f"comma-separated panels of figure.png/.svg from {', '.join(figures.PANELS)}; "
-                             "'all', 'default' (all but cam) or 'none'")
+                             "'all', 'default' (all but cam) or 'none' (a baseline has no lambda panel)")
     parser.add_argument("--cam", default="GradCAM", choices=list(CAM_METHODS),
                         help="CAM method of the cam panel (default: %(default)s)")
     parser.add_argument("--no-quantize", dest="quantize", action="store_false",
@@ -74,24 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
                              "original.png, and adv8.png / adv.png are made to fool the model as saved)")
     parser.add_argument("--cam-layer", metavar="NAME",
                         help="layer of the cam panel, a dotted module name (default: the model's usual layer)")
-    parser.add_argument("--dpi", type=int_in(*DPI_RANGE), default=200,
-                        help=f"resolution of figure.png, {DPI_RANGE[0]}..{DPI_RANGE[1]} (default: %(default)s)")
-    parser.add_argument("--seed", type=int_in(*SEED_RANGE), default=0,
-                        help="torch.manual_seed, 0..2^63-1 (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier result folder of the same name (default: write <name>-2, ...)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main("gse-attack", build_parser, _run, argv)
+
+
+def run_main(prog: str, parser: Callable[[], argparse.ArgumentParser],
+             run: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
+    """Parse and run; bad input is one line and exit status 2, an attack failing inside its library one line and
+    status 1, an interrupt one line and 128 + the signal number."""
     try:
-        return _run(build_parser().parse_args(argv))
+        return run(parser().parse_args(argv))
     except (images.ImageError, models.ModelError, ValueError, OSError) as error:
-        message = " ".join(str(error).split())
-        print(f"gse-attack: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except LibraryError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through gse_algo.entry
-        return interrupt_exit(error)
+        return interrupt_exit(error, prog)
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
@@ -106,37 +128,70 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    runtime = Runtime(threads=args.threads, seed=args.seed, device=str(resolve_device(args.device)), dtype=args.dtype)
-    runtime.apply()
-    device = runtime.torch_device
+    spec = get_attack(args.attack)
+    runtime = start_runtime(args)
     panels = [] if args.figure.strip().lower() == "none" else figures.parse_panels(args.figure)
     settings = parse_settings(args.set)
-    loaded = models.load_model(args.model, device=device).to(dtype=runtime.torch_dtype)
-    target = loaded.class_index(args.target) if args.target is not None else None
-    preset = resolve_preset(args.preset or AUTO, loaded.input_size)
-    params = GSEParams.preset(preset, targeted=target is not None).replace(**settings)
+    if spec.name != "gse":
+        panels = registry_run.baseline_panels(spec, panels, args.figure, args.preset)
+        settings = registry_run.checked_settings(spec, settings, args.target is not None)
+    loaded, target = load_model_and_target(args, runtime)
+    if spec.name == "gse":
+        preset = resolve_preset(args.preset or AUTO, loaded.input_size)
+        params = GSEParams.preset(preset, targeted=target is not None).replace(**settings)
     panels, args.cam_layer = choose_cam_layer(loaded, panels, args.cam_layer)
-    paths = [Path(p) for p in args.images] or [images.DEFAULT_IMAGE]
-    inputs = [images.load_image(p, loaded.input_size) for p in paths]  # every file checked before any attack
-    inputs = [x.to(device, runtime.torch_dtype) for x in inputs]
-    if args.quantize:  # on the grid in the run's dtype, so float64 runs keep exact k / 255 values
-        inputs = [quantize.to_grid(x, 8) for x in inputs]  # the clean image as original.png holds it
-    for path, x in zip(paths, inputs):
-        check_image(loaded, x, target, path)
+    paths, inputs = load_inputs(args.images, loaded, runtime, target, args.quantize)
+    if spec.name != "gse":
+        spec.check_run(inputs[0][None], settings)
     out = export.make_dir(args.out)
     rows, taken = [], set()
     for number, (path, x) in enumerate(zip(paths, inputs), start=1):
-        progress = ProgressLine(f"[{number}/{len(paths)}] {path.name}", params)
-        record = attack_image(loaded, x, target, params, progress,
-                              image=str(path), preset=preset, runtime=runtime, quantized=args.quantize)
+        label = f"[{number}/{len(paths)}] {path.name}"
+        if spec.name == "gse":
+            record = attack_image(loaded, x, target, params, ProgressLine(label, params), image=str(path),
+                                  preset=preset, runtime=runtime, quantized=args.quantize)
+            shown = record["metrics"]["figure_iterate"]
+            provenance = {"params": params.as_dict(),
+                          "iteration": f"search step {shown['step']}, iteration {shown['iteration']}"}
+        else:
+            record = registry_run.attack_image(spec, settings, loaded, x, target, ProgressLine(label),
+                                               image=str(path), runtime=runtime, quantized=args.quantize)
+            provenance = {"params": settings, "iteration": None}
         folder, note = export.result_folder(out, export.safe_folder_name(path.stem), args.overwrite, taken)
         if note:
             print(f"gse-attack: {path.name}: {note}", file=sys.stderr)
         with export.staged_folder(folder, replace=args.overwrite) as stage:  # complete or absent, never partial
-            write_image_outputs(stage, record, loaded, params, panels, args)
+            write_image_outputs(stage, record, loaded, provenance, panels, args)
         rows.append((path.name, record["metrics"], folder))
     print(format_table(rows))
     return 0
+
+
+def start_runtime(args: argparse.Namespace) -> Runtime:
+    """The run's threads, seed, device and dtype from the options, applied to torch."""
+    runtime = Runtime(threads=args.threads, seed=args.seed, device=str(resolve_device(args.device)), dtype=args.dtype)
+    runtime.apply()
+    return runtime
+
+
+def load_model_and_target(args: argparse.Namespace, runtime: Runtime) -> tuple[models.LoadedModel, int | None]:
+    """The model (--model) in the run's device and dtype, and the target class index (--target) or None."""
+    loaded = models.load_model(args.model, device=runtime.torch_device).to(dtype=runtime.torch_dtype)
+    return loaded, loaded.class_index(args.target) if args.target is not None else None
+
+
+def load_inputs(files: list[str], loaded: models.LoadedModel, runtime: Runtime, target: int | None,
+                quantized: bool) -> tuple[list[Path], list[torch.Tensor]]:
+    """Every image file loaded and checked before any attack: [3,H,W] model inputs in the run's device and dtype,
+    on the 8-bit grid when `quantized` (the clean image as original.png holds it)."""
+    paths = [Path(p) for p in files] or [images.DEFAULT_IMAGE]
+    inputs = [images.load_image(p, loaded.input_size) for p in paths]
+    inputs = [x.to(runtime.torch_device, runtime.torch_dtype) for x in inputs]
+    if quantized:  # on the grid in the run's dtype, so float64 runs keep exact k / 255 values
+        inputs = [quantize.to_grid(x, 8) for x in inputs]
+    for path, x in zip(paths, inputs):
+        check_image(loaded, x, target, path)
+    return paths, inputs
 
 
 def choose_cam_layer(loaded: models.LoadedModel, panels: list[str], layer: str | None) -> tuple[list[str], str]:
@@ -171,19 +226,24 @@ def check_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None,
 class ProgressLine:
     """A one-line progress report on stderr: rewritten in place on a terminal, a line every 10 s otherwise."""
 
-    def __init__(self, label: str, params: GSEParams, stream=None) -> None:
+    def __init__(self, label: str, params: GSEParams | None = None, stream=None) -> None:
         self.label, self.params, self.stream = label, params, stream or sys.stderr
         self.start, self.shown = time.perf_counter(), -math.inf  # the first update is shown at once
         self.tty = self.stream.isatty()
 
     def update(self, step: int, iteration: int, phase: int) -> None:
+        """A GSE iterate (params given)."""
+        self.show(lambda: f"search step {step + 1}/{self.params.search_steps}, iteration "
+                          f"{iteration + 1}/{self.params.iters}, phase {phase}")
+
+    def show(self, text: Callable[[], str]) -> None:
+        """Show `label: text(), seconds` unless the last line is too recent (text is only built when shown)."""
         now = time.perf_counter()
         if now - self.shown < (0.2 if self.tty else 10.0):
             return
         self.shown = now
-        text = (f"{self.label}: search step {step + 1}/{self.params.search_steps}, iteration "
-                f"{iteration + 1}/{self.params.iters}, phase {phase}, {now - self.start:.0f} s")
-        self.stream.write(f"\r{text:<79}" if self.tty else text + "\n")
+        line = f"{self.label}: {text()}, {now - self.start:.0f} s"
+        self.stream.write(f"\r{line:<79}" if self.tty else line + "\n")
         self.stream.flush()
 
     def done(self) -> None:
@@ -220,12 +280,15 @@ def attack_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None
             "lambda_map": np.asarray(shown.lambda_map[0]), "grids": grids}
 
 
-def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, params: GSEParams,
+def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, provenance: dict,
                         panels: list[str], args: argparse.Namespace) -> None:
+    """The files of one attacked image. `record`: metrics (metrics.json), runtime, x, x_adv, delta, lambda_map
+    (None for an attack without one) and grids; `provenance`: the params and the iteration text of the files."""
     m = record["metrics"]
     mask = np.abs(record["delta"]).max(axis=0) > 0
-    arrays = {"x": record["x"], "x_adv": record["x_adv"], "delta": record["delta"], "mask": mask,
-              "lambda_map": record["lambda_map"]}
+    arrays = {"x": record["x"], "x_adv": record["x_adv"], "delta": record["delta"], "mask": mask}
+    if record["lambda_map"] is not None:
+        arrays["lambda_map"] = record["lambda_map"]
     grids, eight_bit = record["grids"], {}
     adv16 = grids[16].x_adv[0] if grids else record["x_adv"]
     if grids:  # quantized: the integers of every file, and the 8-bit files
@@ -242,11 +305,10 @@ def write_image_outputs(folder: Path, record: dict, loaded: models.LoadedModel, 
             print(f"gse-attack: warning: the figure leaves out the cam panel: {' '.join(str(error).split())[:200]}",
                   file=sys.stderr)
             panels = [p for p in panels if p != "cam"]
-    shown = m["figure_iterate"]
-    info = export.provenance(model=loaded.name, params=params.as_dict(),
-                             iteration=f"search step {shown['step']}, iteration {shown['iteration']}",
+    title = m["attack"]["title"] if "attack" in m else "GSE"
+    info = export.provenance(model=loaded.name, params=provenance["params"], iteration=provenance["iteration"],
                              Runtime=record["runtime"],
-                             Title=f"GSE adversarial example of {Path(m['image']).name}", Source=m["image"])
+                             Title=f"{title} adversarial example of {Path(m['image']).name}", Source=m["image"])
     export.write_run_outputs(folder, adv_png=images.encode_png16(adv16),
                              metrics=m, arrays=arrays, metadata=info, extra_pngs=eight_bit)
     if panels:

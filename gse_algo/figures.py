@@ -296,10 +296,14 @@ def _class(entry: dict) -> str:
 
 
 def run_title(m: dict) -> str:
-    """Figure title from a run's metrics record (the metrics.json of gse-attack)."""
+    """Figure title from a run's metrics record (the metrics.json of gse-attack; a baseline's names its attack and
+    has no preset)."""
     goal = f"targeted at {m['target']['name']}" if m["targeted"] else "untargeted"
     outcome = "success" if m["success"] else "failed"
-    return f"GSE on {Path(m['image']).name}: {m['model']}, {goal}, preset {m['preset']} — {outcome}"
+    attack = m["attack"]["title"] if "attack" in m else "GSE"
+    preset = f", preset {m['preset']}" if "preset" in m else ""
+    views = " (no lambda map: only GSE has one)" if "attack" in m else ""
+    return f"{attack} on {Path(m['image']).name}: {m['model']}, {goal}{preset} — {outcome}{views}"
 
 
 def cam_caption(method: str, class_name: str | None = None, is70: float | None = None, image: str | None = None) -> str:
@@ -308,20 +312,23 @@ def cam_caption(method: str, class_name: str | None = None, is70: float | None =
     return text + (f"\nIS(70) = {is70:.2f}" if is70 is not None and is70 == is70 else "")
 
 
-def run_captions(m: dict, cam: str, lambda_map: np.ndarray) -> dict[str, str]:
+def run_captions(m: dict, cam: str, lambda_map: np.ndarray | None) -> dict[str, str]:
     """Panel captions from a run's metrics record: classes, metrics in [0,1] units, where the lambda map comes from.
 
-    `cam` is the CAM panel's caption (`cam_caption`); the 8-bit line is left out when `fools_at_8bit` is None.
+    `cam` is the CAM panel's caption (`cam_caption`); the 8-bit line is left out when `fools_at_8bit` is None; a
+    run without a lambda map (a baseline, lambda_map None) has no lambda caption.
     """
-    shown = m["figure_iterate"]
     fools = m["fools_at_8bit"]
-    return {
+    captions = {
         "original": _class(m["clean"]),
         "adversarial": _class(m["adversarial"])
                        + ("" if fools is None else f"\n8-bit PNG still fools: {'yes' if fools else 'no'}"),
         "perturbation": f"l2 = {m['l2']:.3g} ([0,1] units)\nstrongest channel, colour ~ sqrt",
         "mask": f"ACP = {m['acp']} px, ANC = {m['anc']}\nd2,0 = {m['d20'] if m['d20'] >= 0 else '–'}",
-        "lambda": f"search step {shown['step'] + 1}, iteration {shown['iteration'] + 1}"  # counted from 1
-                  + ("\ngrey: +inf" if np.isinf(lambda_map).any() else ""),
         "cam": cam,
     }
+    if lambda_map is not None:
+        shown = m["figure_iterate"]
+        captions["lambda"] = (f"search step {shown['step'] + 1}, iteration {shown['iteration'] + 1}"  # counted from 1
+                              + ("\ngrey: +inf" if np.isinf(lambda_map).any() else ""))
+    return captions

@@ -98,6 +98,15 @@ def predict(model: torch.nn.Module, image: torch.Tensor) -> tuple[int, float]:
     return index, float(probs[index])
 
 
+def interpretability(model: torch.nn.Module, x: torch.Tensor, delta: torch.Tensor, clean: int,
+                     goal: int) -> dict[str, float]:
+    """IS per percentile ("50" ... "90") of one [1,C,H,W] perturbation; goal: the target, or the class after an
+    untargeted attack."""
+    labels = torch.tensor([clean, goal], device=x.device)
+    scores = metrics.interpretability_score(model, x, delta, labels[:1], labels[1:])[0]
+    return {str(p): float(s) for p, s in zip(metrics.IS_PERCENTILES, scores)}
+
+
 def result_metrics(delta: torch.Tensor | np.ndarray, adversarial: ClassInfo, success: bool) -> ResultMetrics:
     """ResultMetrics of one [1,C,H,W] perturbation (metrics.py owns the formulas)."""
     return ResultMetrics(success=bool(success), adversarial=adversarial, acp=int(metrics.acp(delta)[0]),
@@ -118,9 +127,6 @@ def build_record(loaded: LoadedModel, image: str, preset: str, x: torch.Tensor, 
         pred = predict(model, image_)[0]
         return pred == target if target is not None else pred != clean
 
-    goal = adv if target is None else target
-    labels = torch.tensor([clean, goal], device=x.device)
-    scores = metrics.interpretability_score(model, x, result.delta, labels[:1], labels[1:])[0]
     return RunRecord(
         image=image, model=loaded.name, preset=preset, clean=ClassInfo(clean, names[clean], clean_p),
         target=None if target is None else ClassInfo(target, names[target]),
@@ -128,7 +134,7 @@ def build_record(loaded: LoadedModel, image: str, preset: str, x: torch.Tensor, 
         fools_at_8bit=bool(grids[8].success[0]) if grids else fools(torch.round(result.x_adv * 255) / 255),
         fools_at_16bit=bool(grids[16].success[0]) if grids else fools(torch.round(result.x_adv * 65535) / 65535),
         on_grids={"eight_bit": grids[8].record(0), "sixteen_bit": grids[16].record(0)} if grids else None,
-        interpretability_score={str(p): float(s) for p, s in zip(metrics.IS_PERCENTILES, scores)},
+        interpretability_score=interpretability(model, x, result.delta, clean, adv if target is None else target),
         chosen_step=int(result.chosen_step[0]), figure_iterate=dict(figure_iterate),
         lambda0=float(result.lambda0[0]), time_s=result.time_s, n_forward_backward=result.n_forward_backward,
         n_forward=result.n_forward, params=params, runtime=runtime, versions=versions())
