@@ -32,7 +32,7 @@ DPI_RANGE = (20, 1200)
 SEED_RANGE = (0, 2**63 - 1)
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, handled in main like every other bad input
         raise ValueError(message)
 
@@ -71,7 +71,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gse-attack", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="gse-attack", description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="*", metavar="IMAGE",
                         help=f"image files (default: {images.DEFAULT_IMAGE.name} from resources/)")
     parser.add_argument("--attack", default="gse", metavar="NAME",

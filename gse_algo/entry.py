@@ -1,8 +1,9 @@
-"""The `gse-attack` entry point: signals are set up before torch is imported, so Ctrl-C or SIGTERM at any time
+"""The `gse-attack` and `gse-compare` entry points: signals are set up before torch is imported, so Ctrl-C or SIGTERM at any time
 gives one line and a clean exit (128 + the signal number), never a traceback."""
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 
@@ -28,13 +29,22 @@ def interrupt_exit(error: KeyboardInterrupt, prog: str = "gse-attack") -> int:
 
 def attack_main(argv: list[str] | None = None) -> int:
     """gse-attack: SIGINT and SIGTERM raise Interrupted from here on; then the command line runs."""
+    return _main("gse_algo.cli", "gse-attack", argv)
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    """gse-compare, with the same signal handling."""
+    return _main("gse_algo.compare_cli", "gse-compare", argv)
+
+
+def _main(module: str, prog: str, argv: list[str] | None) -> int:
     signal.signal(signal.SIGINT, _raise)
     signal.signal(signal.SIGTERM, _raise)
     try:
-        from gse_algo import cli  # imports torch: seconds during which Ctrl-C must stay quiet too
+        command = importlib.import_module(module)  # imports torch: seconds during which Ctrl-C must stay quiet too
     except KeyboardInterrupt as error:
-        return interrupt_exit(error)
-    return cli.main(argv)
+        return interrupt_exit(error, prog)
+    return command.main(argv)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,12 @@ def perturbation_norm(limit: float, gamma: float = PERTURBATION_GAMMA) -> colors
     return colors.FuncNorm((forward, inverse), vmin=-limit, vmax=limit)
 
 
+def perturbation_ticks(bar) -> None:
+    """Ticks of a horizontal perturbation colour bar, evenly spaced on the stretched scale (perturbation_norm)."""
+    bar.set_ticks(bar.mappable.norm.vmax * np.array([-1, -0.25, 0, 0.25, 1]))
+    bar.ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+
+
 def lambda_norm(lambda_map: np.ndarray) -> tuple[np.ma.MaskedArray, colors.LogNorm]:
     """The lambda map with +inf / non-positive entries masked (drawn grey) and a log colour scale over the rest."""
     values = np.ma.masked_where(~np.isfinite(lambda_map) | (lambda_map <= 0), lambda_map)
@@ -146,10 +152,8 @@ def composite_figure(data: FigureData, panels: Sequence[str] = DEFAULT_PANELS, *
         else:
             bar = fig.colorbar(mappable, cax=bar_ax, orientation="horizontal")
             bar.ax.tick_params(labelsize=7)
-            if name == "perturbation":  # ticks evenly spaced on the stretched scale
-                limit = mappable.norm.vmax
-                bar.set_ticks(limit * np.array([-1, -0.25, 0, 0.25, 1]))
-                bar.ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+            if name == "perturbation":
+                perturbation_ticks(bar)
             if name == "lambda":  # a few plain ticks: log axes spanning under a decade get crowded minor labels
                 low, high = mappable.norm.vmin, mappable.norm.vmax
                 bar.set_ticks(np.geomspace(low, high, 3))
