@@ -87,9 +87,9 @@ def comparison_figure(x: np.ndarray, runs: Sequence[ComparedRun | tuple], *,
     if not runs:
         raise ValueError("a comparison needs at least one run")
     clean = hwc(x)
-    deltas = [hwc(r.x_adv) - clean for r in runs]
-    if any(d.shape != clean.shape for d in deltas):
+    if any(hwc(r.x_adv).shape != clean.shape for r in runs):
         raise ValueError(f"every adversarial image must have the clean image's shape {clean.shape}")
+    deltas = [hwc(r.x_adv) - clean for r in runs]
     n = len(runs)
     table_inches = 0.25 * (n + 1) + 0.35
     fig = Figure(figsize=(3 * panel_inches + 0.6, n * (panel_inches + 0.45) + table_inches + (0.35 if title else 0)),
