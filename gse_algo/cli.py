@@ -106,12 +106,9 @@ def run_main(prog: str, parser: Callable[[], argparse.ArgumentParser],
     status 1, an interrupt one line and 128 + the signal number."""
     try:
         return run(parser().parse_args(argv))
-    except (images.ImageError, models.ModelError, ValueError, OSError) as error:
+    except (images.ImageError, models.ModelError, ValueError, OSError, LibraryError) as error:
         print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    except LibraryError as error:
-        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(error, LibraryError) else 2
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through gse_algo.entry
         return interrupt_exit(error, prog)
 

@@ -94,7 +94,7 @@ FMN = AttackSpec(
     run=library_run("FMN", _fmn),
     notes="Fast Minimum-Norm, L0 version: a normalised gradient step on the margin, then a projection onto the "
           "eps largest values; eps shrinks while adversarial and grows while not. One forward and one backward pass "
-          "per step. adv_lib's default of 10 steps is short (its authors' experiments use 1000). When every image of "
+          "per step. adv_lib's default of 10 steps is short: give it hundreds. When every image of "
           "the batch is fooled by one value the library fails (torch.topk of 0 values); the result is then the "
           "point it would have returned, taken from the points it evaluated.",
     params=(
@@ -212,7 +212,7 @@ PDPGD = AttackSpec(
     run=library_run("PDPGD", _pdpgd),
     notes="Primal-dual proximal gradient descent, L0 version: Adam on a softplus margin loss, then a few proximal "
           "Adam steps on the L0 penalty, with a dual variable that trades the two; keeps the adversarial point of "
-          "smallest L0. One forward and one backward pass per step. adv_lib's authors prefer the l2/3 proximal "
+          "smallest L0. One forward and one backward pass per step. adv_lib's docstring prefers the l2/3 proximal "
           "operator for L0 (the default here is the library's, l0).",
     params=(
         Param("num_steps", int, 500, "Optimisation steps; each is one forward and one backward pass", 2, STEPS),

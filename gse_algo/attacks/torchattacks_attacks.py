@@ -1,4 +1,4 @@
-"""The torchattacks 3.5.1 baselines (MIT, Hoki Kim): SparseFool (L0, white-box) and Pixle (L0, black-box).
+"""The torchattacks 3.5.1 baselines (MIT, Harry Kim): SparseFool (L0, white-box) and Pixle (L0, black-box).
 
 Each entry builds the library's attack object with its own defaults and calls it; torchattacks is imported only
 when an attack runs. Both attacks process the batch one image at a time.

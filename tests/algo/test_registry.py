@@ -1,5 +1,9 @@
 """The attack registry's core: parameters, the forward/backward counter, the library driver, measured metrics."""
 
+import importlib.util
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +144,18 @@ def test_checks_come_before_any_work():
         spec.check_goal(True)
     missing = AttackSpec("m", "M", "test", "l0", (), run=None, requires=("no_such_module_xyz",), extra="baselines")
     assert "pip install 'gse-desktop[baselines]'" in missing.missing()
+
+
+def test_the_registry_lists_every_attack_without_importing_a_library():
+    code = ("import sys, gse_algo.attacks as a; print(','.join(a.attack_names())); "
+            "print(sorted(m for m in ('adv_lib', 'torchattacks', 'visdom') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "gse,sigma_zero,fmn,str_attack,vfga,pdpgd,sparsefool,pixle" and out[1] == "[]"
+
+
+def test_an_attack_whose_library_is_missing_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchattacks" else real(name, *a))
+    model, x = Linear(3 * 8 * 8).eval(), images()
+    with pytest.raises(ValueError, match=r"the Pixle attack needs torchattacks: pip install 'gse-desktop\[baselines\]'"):
+        iterate_attack("pixle", model, x, clean_labels(model, x))
