@@ -91,7 +91,7 @@ def comparison_figure(x: np.ndarray, runs: Sequence[ComparedRun | tuple], *,
         raise ValueError(f"every adversarial image must have the clean image's shape {clean.shape}")
     deltas = [hwc(r.x_adv) - clean for r in runs]
     n = len(runs)
-    table_inches = 0.25 * (n + 1) + 0.35
+    table_inches = 0.25 * (n + 1) + 0.45
     fig = Figure(figsize=(3 * panel_inches + 0.6, n * (panel_inches + 0.45) + table_inches + (0.35 if title else 0)),
                  layout="constrained")
     FigureCanvasAgg(fig)
@@ -164,5 +164,5 @@ def _draw_table(ax, runs: list[ComparedRun]) -> None:
             cell = table[row + 1, column]
             cell.set_facecolor(MARK)
             cell.get_text().set_fontweight("bold")
-    ax.set_title("green, bold: the column's best value (sizes among fooling runs only). [0,1] units; L0 (CxHxW): "
+    ax.set_title("green, bold: the column's best value (sizes among fooling runs only)\n[0,1] units; L0 (CxHxW): "
                  "changed values; 8-bit: still fools once rounded to 8 bits", fontsize=7, loc="left")
