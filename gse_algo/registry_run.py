@@ -10,7 +10,8 @@ every batched forward call of the model, n_backward every backward pass (gse_alg
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import torch
 
@@ -23,6 +24,14 @@ from gse_algo.record import UNITS, ClassInfo, interpretability, predict
 from gse_algo.runtime import Runtime
 
 NO_LAMBDA = "lambda"  # the figure panel a baseline cannot have
+
+
+class ProgressShown(Protocol):
+    """Where a run's progress goes (cli.ProgressLine)."""
+
+    def show(self, text: Callable[[], str]) -> None: ...
+
+    def done(self) -> None: ...
 
 
 def checked_settings(spec: AttackSpec, overrides: Mapping[str, str], targeted: bool) -> dict[str, Value]:
@@ -46,7 +55,7 @@ def baseline_panels(spec: AttackSpec, panels: list[str], figure: str, preset: st
 
 
 def run_with_progress(spec: AttackSpec, model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor,
-                      targeted: bool, settings: Mapping[str, Value], progress) -> AttackResult:
+                      targeted: bool, settings: Mapping[str, Value], progress: ProgressShown) -> AttackResult:
     """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine)."""
     run = iterate_attack(spec.name, model, batch, labels, targeted, settings)
     for item in run:
@@ -60,7 +69,8 @@ def run_with_progress(spec: AttackSpec, model: torch.nn.Module, batch: torch.Ten
 
 
 def attack_image(spec: AttackSpec, settings: Mapping[str, Value], loaded: LoadedModel, x: torch.Tensor,
-                 target: int | None, progress, *, image: str, runtime: Runtime, quantized: bool) -> dict:
+                 target: int | None, progress: ProgressShown, *, image: str, runtime: Runtime,
+                 quantized: bool) -> dict:
     """Attack one [3,H,W] image with a baseline; return the record and arrays the outputs need (as cli.attack_image
     does for GSE: metrics, runtime, x, x_adv, delta, lambda_map None, grids)."""
     model, batch = loaded.model, x.unsqueeze(0)
