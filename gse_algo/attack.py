@@ -321,7 +321,7 @@ def gse_update(x: torch.Tensor, delta: torch.Tensor, delta_old: torch.Tensor, gr
     """One inner iteration given the gradient of F at delta (spec 1.6 steps 4-5).
 
     Phase 1 (no frozen mask yet): z = prox(delta - sigma g, lam sigma) with the prox of p.reg (by default the
-    1/2-quasinorm, spec 1.3); lambda is updated from the mixed, pre-clamp iterate.
+    1/2-quasinorm, spec 1.3); lambda is updated from the mixed, pre-clamp iterate (unless p.blur is off).
     Phase 2 (frozen mask given): z = delta - sigma g with the frozen pixels at 0.
     mixed = a z + (1 - a) z_old (a convex combination, not FISTA extrapolation); x_adv = clamp(x + mixed).
     Returns (x_adv, z, lam_map); z is the next delta_old, kept unclamped (pitfall 5).
@@ -329,7 +329,8 @@ def gse_update(x: torch.Tensor, delta: torch.Tensor, delta_old: torch.Tensor, gr
     if frozen is None:
         z = regulariser(p.reg).prox(delta - sigma * grad, lam_map.unsqueeze(1) * sigma)
         mixed = a * z + (1 - a) * delta_old
-        lam_map = adjust_lambda(lam_map, mixed, p.q, p.blur_size, p.blur_sigma)
+        if p.blur:  # off: no lambda diffusion, the map stays at this step's lambda (nothing is frozen at k_hat)
+            lam_map = adjust_lambda(lam_map, mixed, p.q, p.blur_size, p.blur_sigma)
     else:
         z = (delta - sigma * grad).masked_fill(frozen, 0.0)
         mixed = a * z + (1 - a) * delta_old

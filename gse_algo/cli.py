@@ -9,7 +9,6 @@ main, the model/image loading and checks, the progress line.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from gse_algo.entry import interrupt_exit
 from gse_algo.params import AUTO, PRESETS, GSEParams, resolve_preset
 from gse_algo.record import build_record, predict
 from gse_algo.runtime import DEVICES, DTYPES, Runtime, default_threads, resolve_device
+from gse_algo.status_line import StatusLine
 
 DPI_RANGE = (20, 1200)
 SEED_RANGE = (0, 2**63 - 1)
@@ -221,12 +221,12 @@ def check_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None,
 
 
 class ProgressLine:
-    """A one-line progress report on stderr: rewritten in place on a terminal, a line every 10 s otherwise."""
+    """The search step and iteration of the running attack, on one status line (gse_algo.status_line)."""
 
     def __init__(self, label: str, params: GSEParams | None = None, stream=None) -> None:
-        self.label, self.params, self.stream = label, params, stream or sys.stderr
-        self.start, self.shown = time.perf_counter(), -math.inf  # the first update is shown at once
-        self.tty = self.stream.isatty()
+        self.label, self.params = label, params
+        self.start = time.perf_counter()
+        self.line = StatusLine(stream)
 
     def update(self, step: int, iteration: int, phase: int) -> None:
         """A GSE iterate (params given)."""
@@ -235,18 +235,10 @@ class ProgressLine:
 
     def show(self, text: Callable[[], str]) -> None:
         """Show `label: text(), seconds` unless the last line is too recent (text is only built when shown)."""
-        now = time.perf_counter()
-        if now - self.shown < (0.2 if self.tty else 10.0):
-            return
-        self.shown = now
-        line = f"{self.label}: {text()}, {now - self.start:.0f} s"
-        self.stream.write(f"\r{line:<79}" if self.tty else line + "\n")
-        self.stream.flush()
+        self.line.show(lambda: f"{self.label}: {text()}, {time.perf_counter() - self.start:.0f} s")
 
     def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 79 + "\r")
-            self.stream.flush()
+        self.line.done()
 
 
 def attack_image(loaded: models.LoadedModel, x: torch.Tensor, target: int | None, params: GSEParams,

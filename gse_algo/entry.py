@@ -1,5 +1,5 @@
-"""The `gse-attack` and `gse-compare` entry points: signals are set up before torch is imported, so Ctrl-C or SIGTERM at any time
-gives one line and a clean exit (128 + the signal number), never a traceback."""
+"""The `gse-attack`, `gse-compare` and `gse-study` entry points: signals are set up before torch is imported, so
+Ctrl-C or SIGTERM at any time gives one line and a clean exit (128 + the signal number), never a traceback."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def _main(module: str, prog: str, argv: list[str] | None) -> int:
     except KeyboardInterrupt as error:
         return interrupt_exit(error, prog)
     return command.main(argv)
+
+
+def study_main(argv: list[str] | None = None) -> int:
+    """gse-study, with the same signal handling."""
+    return _main("gse_algo.study.cli", "gse-study", argv)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,14 @@ def overlap_curve(deltas: Sequence[np.ndarray] | np.ndarray, cam: np.ndarray,
     deltas = np.asarray(deltas)
     cam = np.asarray(cam)
     _check(deltas, cam, batched=True)
-    region = salient_region(cam, top_percent)
+    return region_overlap(deltas, salient_region(cam, top_percent))
+
+
+def region_overlap(deltas: np.ndarray, region: np.ndarray) -> dict[str, np.ndarray]:
+    """pixel_share, l2_share and iou (see `overlap`) of T perturbations [T,C,H,W] with a bool region [H,W]
+    (a CAM's top pixels, or a user's object mask); NaN where delta = 0."""
+    deltas, region = np.asarray(deltas), np.asarray(region, dtype=bool)
+    _check(deltas, region, batched=True)
     mask = (deltas != 0).any(axis=1)                              # [T,H,W]
     energy = (deltas.astype(np.float64) ** 2).sum(axis=1)          # [T,H,W] per-pixel ||delta||^2 over channels
     n_mask = mask.sum(axis=(1, 2))

@@ -41,10 +41,16 @@ from torch import nn
 from gse_algo import offline_weights
 from gse_algo import classes
 from gse_algo.defaults import DEFAULT_MODEL
+from gse_algo.params import SMALL_INPUT
 from gse_algo.resnet20 import CIFAR10_CLASSES, CONVENTIONS, ResNet20
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The paper's protocol (spec section 4, pitfall 2): every model fed (x - 0.5) / 0.5, ImageNet images resized to
+# 256x256 without a crop (ViTs keep 224, the size their patch grid needs); CIFAR inputs keep 32x32.
+PREPROCESSING = ("default", "paper")
+PAPER_MEAN_STD = (0.5, 0.5, 0.5)
+PAPER_SIDE = 256
 # Torchvision names whose default here differs from torchvision's DEFAULT (the one that ships for offline use).
 DEFAULT_WEIGHTS = {"mobilenet_v2": "IMAGENET1K_V1"}
 CARD_KEYS = {"arch", "mean", "std", "input_size", "class_names"}
@@ -126,11 +132,18 @@ def load_model(
     input_size: tuple[int, int] | int | None = None,
     class_names: list[str] | None = None,
     weights: str | None = None,
+    preprocessing: str = "default",
 ) -> LoadedModel:
     """Load a torchvision model by name or a model file (TorchScript or state_dict); see the module docstring.
 
     `weights` names a torchvision weights entry (e.g. "IMAGENET1K_V2") and applies to model names only.
+    preprocessing "paper" (the official protocol, `paper_preprocessing`) replaces mean, std and the input size;
+    "default" keeps each model's own.
     """
+    if preprocessing not in PREPROCESSING:
+        raise ModelError(f"preprocessing must be one of {', '.join(PREPROCESSING)} (got {preprocessing!r})")
+    if preprocessing == "paper" and (mean, std, input_size) != (None, None, None):
+        raise ModelError("preprocessing='paper' sets mean, std and input_size itself; give either, not both")
     options = {"arch": arch, "mean": mean, "std": std, "input_size": input_size, "class_names": class_names}
     options = {key: value for key, value in options.items() if value is not None}
     spec = str(spec)
@@ -148,7 +161,18 @@ def load_model(
         name, net, defaults = _file_model(path, {**_read_card(path), **options})
     else:
         raise ModelError(_unknown_model_message(spec))
-    return _assemble(name, net, {**defaults, **options}).to(device)
+    settings = {**defaults, **options}
+    if preprocessing == "paper":
+        settings.update(paper_preprocessing(settings["arch"], _size(settings["input_size"], name)))
+    return _assemble(name, net, settings).to(device)
+
+
+def paper_preprocessing(arch: str, input_size: tuple[int, int]) -> dict:
+    """mean, std and input_size of the paper's protocol for an `arch` model whose own input is `input_size`:
+    0.5/0.5 for every model; inputs under SMALL_INPUT px (CIFAR) keep their size, ViTs keep theirs (224), other ImageNet
+    models get 256x256 (the whole image resized, no crop, as gse_algo.images always does)."""
+    keep = min(input_size) < SMALL_INPUT or arch.startswith(("vit", "maxvit"))  # fixed patch grids
+    return {"mean": PAPER_MEAN_STD, "std": PAPER_MEAN_STD, "input_size": input_size if keep else PAPER_SIDE}
 
 
 def default_cam_layer(net: nn.Module, arch: str) -> tuple[str, str | None]:

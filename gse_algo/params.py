@@ -75,6 +75,8 @@ HELP = {
     "blur_size": "Gaussian blur kernel size of the lambda update (odd).",
     "blur_sigma": "Gaussian blur sigma of the lambda update.",
     "kappa": "Confidence margin of the CW loss max(0, margin + kappa).",
+    "blur": "Lambda diffusion: in phase 1 the lambda map is updated from the blurred support (the paper's method); "
+            "off keeps it at the search step's lambda everywhere (no grouping, nothing frozen at k_hat)",
     "reg": "Phase-1 regulariser (its proximal operator): l1/2 is the paper's; l0 hard, l1 soft and l2/3 "
            "closed-form thresholding (the paper's open question 1)",
 }
@@ -113,6 +115,7 @@ class GSEParams:
     blur_sigma: float = 1.5  # Gaussian blur sigma of the lambda update
     kappa: float = 0.0  # confidence margin of the CW loss (official: 0)
     reg: str = DEFAULT_REG  # phase-1 regulariser: l0, l1, l1/2 (the paper's) or l2/3 (prox.REGULARISERS)
+    blur: bool = True  # lambda diffusion in phase 1 (the paper's); False: the lambda map stays at lambda_b
 
     def __post_init__(self) -> None:
         self.validate()
@@ -121,6 +124,8 @@ class GSEParams:
     def validate(self) -> None:
         """Raise ValueError with a readable message for a setting outside its range (RANGES)."""
         problems = [problem for name in RANGES if (problem := range_problem(name, getattr(self, name)))]
+        if not isinstance(self.blur, bool):  # a switch, so not in RANGES (which holds numeric ranges)
+            problems.append(f"blur must be true or false (got {self.blur!r})")
         if isinstance(self.blur_size, int) and self.blur_size % 2 == 0:
             problems.append(f"blur_size must be odd (got {self.blur_size})")
         try:
@@ -157,6 +162,9 @@ class GSEParams:
             if types[name] in (str, "str"):
                 converted[name] = str(value)
                 continue
+            if types[name] in (bool, "bool"):
+                converted[name] = parse_bool(name, value)
+                continue
             kind = int if types[name] in (int, "int") else float
             try:
                 converted[name] = kind(value) if kind is float else _as_int(value)
@@ -173,6 +181,26 @@ class GSEParams:
         d["mu"] = self.mu / 4.0
         d["sigma"] = self.sigma * 4.0
         return d
+
+
+def parse_bool(name: str, value: object) -> bool:
+    """True/False, or the words a command line gives (true/false, on/off, yes/no, 1/0); ValueError otherwise."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+    key = str(value).strip().lower()
+    if key not in words:
+        raise ValueError(f"{name} must be true or false (got {value!r})")
+    return words[key]
+
+
+def params_from_settings(settings: dict, targeted: bool, input_size: tuple[int, int]) -> GSEParams:
+    """The GSEParams of the registry's GSE settings: the (resolved) preset, then every field that is set (None:
+    from the preset). Torch-free, so the app can rebuild a study row's parameters."""
+    preset = resolve_preset(str(settings.get("preset") or AUTO), input_size)
+    names = {f.name for f in dataclasses.fields(GSEParams)}
+    chosen = {k: v for k, v in settings.items() if k in names and v is not None}
+    return GSEParams.preset(preset, targeted).replace(**chosen)
 
 
 def _as_int(value: object) -> int:

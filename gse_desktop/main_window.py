@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
         from gse_desktop.export import FileActions
 
         self.files = FileActions(self)  # File menu: sessions and exports, reading the state
+        from gse_desktop.study_view import add_to_file_menu
+
+        add_to_file_menu(self)  # File > Open study… (gse-study folders)
         view = self.menuBar().addMenu("&View")
         view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
         view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)

@@ -14,6 +14,8 @@ import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from gse_algo.params import parse_bool
+
 Value = int | float | str | bool | None
 
 
@@ -35,7 +37,7 @@ class Param:
         if value is None:
             return None
         if self.kind is bool:
-            return _as_bool(self.name, value)
+            return parse_bool(self.name, value)
         if self.kind is str:
             text = str(value)
             if self.choices and text not in self.choices:
@@ -54,17 +56,6 @@ class Param:
     def _in_range(self, number: float) -> bool:
         above = self.low is None or (number >= self.low if self.low_ok else number > self.low)
         return above and (self.high is None or number <= self.high)
-
-
-def _as_bool(name: str, value: Value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false (got {value!r})")
 
 
 def _as_number(name: str, value: Value, kind: type) -> int | float:

@@ -6,14 +6,13 @@ preset; mu, sigma, k_hat and q default to the preset's values (None = "from the 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Generator, Mapping
 
 import torch
 
 from gse_algo.attack import iterate_gse
 from gse_algo.defaults import REGULARISER_NAMES
-from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, GSEParams, resolve_preset
+from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, GSEParams, params_from_settings
 from gse_algo.snapshot import GSEResult, Progress, Snapshot
 
 from .base import AttackSpec, Param, Value
@@ -29,15 +28,13 @@ def _params() -> tuple[Param, ...]:
         default = None if name in PRESET_FIELDS else getattr(defaults, name)
         fields.append(Param(name, kind, default, HELP[name], low, high, low_ok))
     fields.append(Param("reg", str, defaults.reg, HELP["reg"], choices=REGULARISER_NAMES))
+    fields.append(Param("blur", bool, defaults.blur, HELP["blur"]))
     return tuple(fields)
 
 
 def gse_params(settings: Mapping[str, Value], targeted: bool, input_size: tuple[int, int]) -> GSEParams:
     """The GSEParams of registry settings: the (resolved) preset, then every value that is set."""
-    preset = resolve_preset(str(settings.get("preset") or AUTO), input_size)
-    names = {f.name for f in dataclasses.fields(GSEParams)}
-    chosen = {k: v for k, v in settings.items() if k in names and v is not None}
-    return GSEParams.preset(preset, targeted).replace(**chosen)
+    return params_from_settings(dict(settings), targeted, input_size)
 
 
 def run(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, targeted: bool,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from gse_algo import metrics
+from gse_algo import explain, metrics
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,28 @@ def measure(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     return tuple(AttackMetrics(bool(success[b]), int(pred[b]), int(acp[b]), int(channel_l0[b]), int(anc[b]),
                                int(d20[b]), float(l2[b]), float(linf[b]), bool(eight_bit[b]))
                  for b in range(len(pred)))
+
+
+def region_shares(images: torch.Tensor, x_adv: torch.Tensor, regions: np.ndarray) -> list[dict[str, float]]:
+    """Per image, how the perturbation sits on a region (bool [B,H,W]: a CAM's top-q pixels or an object mask):
+    pixel_share (changed pixels inside / changed pixels), l2_share, iou (gse_algo.explain owns the formulas; NaN
+    for delta = 0) and area (the region's share of the image: what pixel_share would be for a support placed at
+    random)."""
+    delta = (x_adv - images).detach().cpu().numpy()
+    out = []
+    for b in range(delta.shape[0]):
+        shares = explain.region_overlap(delta[b:b + 1], regions[b])
+        out.append({**{key: float(values[0]) for key, values in shares.items()}, "area": float(regions[b].mean())})
+    return out
+
+
+def interpretability(model: torch.nn.Module, images: torch.Tensor, x_adv: torch.Tensor, true_labels: torch.Tensor,
+                     goals: torch.Tensor) -> list[dict[str, float]]:
+    """The paper's IS per image and percentile ({"is_50": .., "is_90": ..}, gse_algo.metrics owns the formula): the
+    share of ||delta|| on the most salient entries of dZ_goal/dx * |dZ_true/dx| at the clean image. goals: the
+    target (targeted), or the class at the adversarial image (untargeted). NaN where delta = 0."""
+    scores = metrics.interpretability_score(model, images, x_adv - images, true_labels, goals)
+    return [{f"is_{p}": float(v) for p, v in zip(metrics.IS_PERCENTILES, row)} for row in scores]
 
 
 def summary(rows: list[AttackMetrics]) -> dict[str, float]:

@@ -265,3 +265,27 @@ def test_default_model_installs_the_packaged_weights_into_an_empty_hub_cache(tmp
     assert not offline_weights.hub_checkpoint_path().exists()
     assert len(load_model().class_names) == 1000
     assert offline_weights.hub_checkpoint_path().is_file()
+
+
+def test_paper_preprocessing_is_half_half_and_256_px_except_cifar_and_vit(tmp_path):
+    """Spec section 4: (x - 0.5) / 0.5 for every model, ImageNet inputs 256x256, CIFAR 32x32, ViT 224x224."""
+    torch.manual_seed(0)
+    net = torchvision.models.get_model("mobilenet_v3_small", num_classes=3).eval()
+    torch.save(net.state_dict(), tmp_path / "small.pt")
+    (tmp_path / "small.pt.json").write_text(json.dumps({"arch": "mobilenet_v3_small", "class_names": ["a", "b", "c"]}))
+    paper = load_model(str(tmp_path / "small.pt"), preprocessing="paper")
+    assert (paper.mean, paper.std, paper.input_size) == ((0.5,) * 3, (0.5,) * 3, (256, 256))
+    x = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(paper.model(x), net(2 * x - 1))
+    default = load_model(str(tmp_path / "small.pt"))
+    assert (default.mean, default.input_size) == (IMAGENET_MEAN, (224, 224))
+    torch.save(ResNet20().state_dict(), tmp_path / "cifar.pt")
+    assert load_model(str(tmp_path / "cifar.pt"), preprocessing="paper").input_size == (32, 32)
+    from gse_algo.models import paper_preprocessing
+
+    assert paper_preprocessing("vit_b_16", (224, 224))["input_size"] == (224, 224)
+    with pytest.raises(ModelError, match="preprocessing must be one of"):
+        load_model(str(tmp_path / "cifar.pt"), preprocessing="official")
+    with pytest.raises(ModelError, match="give either, not both"):
+        load_model(str(tmp_path / "cifar.pt"), preprocessing="paper", input_size=64)

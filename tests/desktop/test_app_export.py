@@ -172,7 +172,7 @@ def test_saving_and_exports_are_offered_only_with_a_run(qtbot, window):
 def test_the_file_menu_has_the_entries(done):
     menu = done.menuBar().actions()[0].menu()
     texts = [a.text() for a in menu.actions()]
-    assert texts[:3] == ["Open image…", "Open session…", "Save session…"] and "Quit" in texts
+    assert texts[:4] == ["Open image…", "Open session…", "Save session…", "Open study…"] and "Quit" in texts
     export = next(a.menu() for a in menu.actions() if a.text() == "Export")
     assert len(export.actions()) == 4
 
