@@ -328,7 +328,7 @@ def _expand(problems: _Problems, where: str, name: str, entry: dict, targeted: b
         for point in points:
             swept = {k: v for k, v in item.items() if k != "label"} | point
             label = _label(item.get("label"), swept)
-            here = f"{where}.configs[{j}]" if "configs" in entry else f"{where}.grid"
+            here = f"{where}.configs[{j}]" if "configs" in entry else f"{where}.grid" if grid else where
             clash = sorted(set(swept) & set(fixed))
             if clash:
                 problems.add(here, f"{', '.join(clash)} also in settings: give a value in one place")
