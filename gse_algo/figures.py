@@ -19,16 +19,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
+from gse_algo import colours
+from gse_algo.colours import CAM_CMAP, PERTURBATION_CMAP, PERTURBATION_GAMMA
 from gse_algo.export import atomic_write_bytes
 
 PANELS = ("original", "adversarial", "perturbation", "mask", "lambda", "cam")
 DEFAULT_PANELS = PANELS[:5]
 TITLES = {"original": "Original", "adversarial": "Adversarial", "perturbation": "Perturbation (signed)",
           "mask": "Perturbation mask", "lambda": "Lambda map (log)", "cam": "CAM overlay + mask"}
-PERTURBATION_GAMMA = 0.5  # colour scale ~ sign(d)|d|^gamma, so small changes stay visible
-PERTURBATION_CMAP = "RdBu_r"
-LAMBDA_CMAP = matplotlib.colormaps["viridis"].with_extremes(bad="0.75")  # grey: +inf / undefined
-CAM_CMAP = "jet"
+LAMBDA_CMAP = matplotlib.colormaps[colours.LAMBDA_CMAP].with_extremes(bad=str(colours.INF_GREY))  # +inf: grey
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
@@ -116,14 +115,12 @@ def perturbation_ticks(bar) -> None:
 
 
 def lambda_norm(lambda_map: np.ndarray) -> tuple[np.ma.MaskedArray, colors.LogNorm]:
-    """The lambda map with +inf / non-positive entries masked (drawn grey) and a log colour scale over the rest."""
+    """The lambda map with +inf / non-positive entries masked (drawn grey) and a log colour scale over the rest
+    (colours.lambda_levels, the app's rule)."""
     values = np.ma.masked_where(~np.isfinite(lambda_map) | (lambda_map <= 0), lambda_map)
-    if values.count() == 0:
-        return values, colors.LogNorm(1e-3, 1.0)
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        lo, hi = lo / 2, hi * 2
-    return values, colors.LogNorm(lo, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = colours.lambda_levels(np.log10(lambda_map))
+    return values, colors.LogNorm(10.0 ** low, 10.0 ** high)
 
 
 def composite_figure(data: FigureData, panels: Sequence[str] = DEFAULT_PANELS, *,
@@ -180,8 +177,8 @@ def _draw_panel(ax, name: str, data: FigureData):
         ax.imshow(np.clip(hwc(data.x_adv), 0, 1), interpolation="nearest")
     elif name == "perturbation":
         signed = signed_perturbation(data.delta)
-        return ax.imshow(signed, cmap=PERTURBATION_CMAP, norm=perturbation_norm(float(np.abs(signed).max())),
-                         interpolation="nearest")
+        norm = perturbation_norm(colours.perturbation_levels(signed)[1])
+        return ax.imshow(signed, cmap=PERTURBATION_CMAP, norm=norm, interpolation="nearest")
     elif name == "mask":
         ax.imshow(_mask(data), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     elif name == "lambda":
@@ -189,11 +186,12 @@ def _draw_panel(ax, name: str, data: FigureData):
         return ax.imshow(values, cmap=LAMBDA_CMAP, norm=norm, interpolation="nearest")
     elif name == "cam":
         ax.imshow(np.clip(hwc(data.x), 0, 1), interpolation="nearest")
-        ax.imshow(data.cam, cmap=CAM_CMAP, vmin=0, vmax=1, alpha=0.45, interpolation="bilinear")
+        ax.imshow(data.cam, cmap=CAM_CMAP, vmin=colours.CAM_LEVELS[0], vmax=colours.CAM_LEVELS[1], alpha=0.45,
+                  interpolation="bilinear")
         mask = _mask(data)
         if mask.any() and not mask.all():
             ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.6)
-        return cm.ScalarMappable(colors.Normalize(0, 1), CAM_CMAP)  # the colour bar without the overlay's alpha
+        return cm.ScalarMappable(colors.Normalize(*colours.CAM_LEVELS), CAM_CMAP)  # the bar without the alpha
     return None
 
 
@@ -232,7 +230,7 @@ def render_frame(x: np.ndarray, delta: np.ndarray, mask: np.ndarray | None = Non
     enlarges small images (nearest neighbour)."""
     delta = hwc(delta)
     signed = signed_perturbation(delta)
-    norm = perturbation_norm(limit if limit is not None else float(np.abs(signed).max()))
+    norm = perturbation_norm(limit if limit is not None else colours.perturbation_levels(signed)[1])
     perturbation = matplotlib.colormaps[PERTURBATION_CMAP](norm(signed))[..., :3]
     mask = mask if mask is not None else np.abs(delta).max(axis=2) > 0
     mask_rgb = np.repeat(1.0 - mask[..., None].astype(np.float32), 3, axis=2)

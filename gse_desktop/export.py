@@ -13,11 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pyqtgraph as pg
-import pyqtgraph.exporters as pg_exporters
-from PySide6.QtCore import QBuffer, QObject, QRectF, QTimer
-from PySide6.QtGui import QPainter
-from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtCore import QObject, QTimer
 
 from gse_algo import export, figures
 from gse_algo.defaults import IS_PERCENTILES
@@ -28,6 +24,7 @@ from gse_desktop.history import Frame
 from gse_desktop.records import Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 from gse_desktop.session import Session, SessionError, load_session, save_session
 from gse_desktop.state import CamKey, CamState
+from gse_desktop.view_export import png_bytes, svg_bytes
 
 CHOSEN = "chosen"  # figure/data iteration: the engine's returned example (else "shown" or a (step, iteration))
 SHOWN = "shown"
@@ -174,32 +171,30 @@ class FileActions(QObject):
                           f"{len(session.history)} iterations")
 
     # -- single views ----------------------------------------------------------------------------------------------
-    def view_items(self) -> dict[str, object]:
-        """Exportable views: each image view, each metric plot, and both grids whole."""
+    def view_items(self) -> dict[str, list]:
+        """Exportable views, each as the graphics it is drawn with: an image view and its colour bar, a metric
+        plot, or a grid whole (its scene)."""
         w = self.window
-        items: dict[str, object] = {"images": w.views.scene(), "plots": w.plots.scene()}
-        items.update(w.views.plots)
-        items.update({name: curve.getViewBox().parentItem() for name, curve in w.plots.curves.items()})
+        items: dict[str, list] = {"images": [w.views.scene()], "plots": [w.plots.scene()]}
+        items.update({name: [plot, *([w.views.bars[name]] if name in w.views.bars else [])]
+                      for name, plot in w.views.plots.items()})
+        items.update({name: [curve.getViewBox().parentItem()] for name, curve in w.plots.curves.items()})
         return items
 
     def export_view(self, name: str, path: str | Path, width: int | None = None) -> bool:
         """One view as PNG (`width` pixels wide, height by aspect; provenance in text chunks) or SVG."""
-        item = self.view_items().get(name)
-        if item is None:
+        items = self.view_items().get(name)
+        if items is None:
             return self._fail(f"no view named {name!r}")
         suffix = Path(path).suffix.lower()
         info = self.info()
-        frame = self.state.frame()
         try:
             if suffix == ".png":
-                exporter = pg_exporters.ImageExporter(item)
-                if width:
-                    exporter.parameters()["width"] = int(width)
-                data = _qimage_png(exporter.export(toBytes=True))
+                data = png_bytes(items, width)
                 if info is not None:
-                    data = export.add_png_text(data, self._provenance(info, frame, View=name))
+                    data = export.add_png_text(data, self._provenance(info, self.state.frame(), View=name))
             elif suffix == ".svg":
-                data = _svg_bytes(item)
+                data = svg_bytes(items)
             else:
                 return self._fail(f"cannot export a view as {Path(path).name!r}: use .png or .svg")
             export.atomic_write_bytes(path, data)
@@ -337,35 +332,6 @@ class FileActions(QObject):
             return self._fail(f"data not exported: {error}")
         return self._done(f"adv.png{', adv8.png' if which == CHOSEN and self.state.files else ''}, arrays.npz and "
                           f"metrics.json written to {folder}")
-
-
-def _qimage_png(image) -> bytes:
-    buffer = QBuffer()
-    buffer.open(QBuffer.OpenModeFlag.WriteOnly)
-    if not image.save(buffer, "PNG"):
-        raise OSError("could not encode the view as PNG")
-    return bytes(buffer.data())
-
-
-def _svg_bytes(item) -> bytes:
-    """pyqtgraph's SVG export; where it fails on Qt's closed paths (pyqtgraph issue #3495), Qt's SVG generator."""
-    try:
-        data = pg_exporters.SVGExporter(item).export(toBytes=True)
-        return data if isinstance(data, bytes) else bytes(data)
-    except ValueError:
-        pass
-    scene = item if isinstance(item, pg.QtWidgets.QGraphicsScene) else item.scene()
-    rect = item.sceneRect() if item is scene else item.sceneBoundingRect()
-    buffer = QBuffer()
-    buffer.open(QBuffer.OpenModeFlag.WriteOnly)
-    generator = QSvgGenerator()
-    generator.setOutputDevice(buffer)
-    generator.setSize(rect.size().toSize())
-    generator.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
-    painter = QPainter(generator)
-    scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
-    painter.end()
-    return bytes(buffer.data())
 
 
 def session_records(session: Session) -> tuple[OpenedImage, RunDescription, CamState]:

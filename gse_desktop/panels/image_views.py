@@ -1,6 +1,7 @@
 """The image grid: original, adversarial, signed perturbation, mask (+ frozen region), log10 lambda, CAM.
 
-All views share zoom and pan; perturbation and lambda have colour bars. Hovering a pixel emits its readout.
+All views share zoom and pan; perturbation, lambda and CAM have colour bars, with the colour maps and level rules
+of gse_algo.colours (the composite figures' convention). Hovering a pixel emits its readout.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 
+from gse_algo import colours
 from gse_algo.figures import amplified_difference, signed_perturbation
 from gse_desktop.history import Frame
 from gse_desktop.panels.outline import MaskOutline
@@ -26,16 +28,16 @@ TITLES = {
     "lambda": "λ map (log10)",
     "cam": "CAM",
 }
-# (row, column) of each view; columns 2 and 4 hold the two colour bars (see ImageViews._colour_bar)
+# (row, column) of each view; columns 2 and 4 hold the colour bars (see ImageViews._colour_bar)
 CELLS = {"original": (0, 0), "adversarial": (0, 1), "perturbation": (0, 3),
          "mask": (1, 0), "lambda": (1, 1), "cam": (1, 3)}
+BARS = {"perturbation": ("δ", (0, 4)), "lambda": ("log10 λ", (1, 2)), "cam": ("CAM", (1, 4))}
 
 
-def nice_bound(value: float) -> float:
-    """The smallest 1, 2 or 5 x 10^k >= value (> 0): colour-bar levels that change seldom, and so its axis."""
-    value = max(value, 1e-6)
-    power = 10.0 ** np.floor(np.log10(value))
-    return float(next(power * m for m in (1, 2, 5, 10) if power * m >= value * (1 - 1e-9)))
+def colour_map(view: str) -> pg.ColorMap:
+    """The pyqtgraph colour map of a view, from gse_algo.colours' lookup table (the figures' colours)."""
+    lut = colours.lookup_table(view)
+    return pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut)
 
 
 class ImageViews(pg.GraphicsLayoutWidget):
@@ -64,8 +66,10 @@ class ImageViews(pg.GraphicsLayoutWidget):
             plot.vb.sigRangeChangedManually.connect(lambda _, vb=plot.vb: self._user_moved(vb))
             plot.vb.sigResized.connect(lambda _: self._resized())
             self.plots[name], self.items[name] = plot, item
-        self.delta_bar = self._colour_bar("perturbation", (-0.1, 0.1), "CET-D1", "δ", (0, 4))
-        self.lambda_bar = self._colour_bar("lambda", (0, 1), "viridis", "log10 λ", (1, 2))
+        self.bars = {name: self._colour_bar(name, label, cell) for name, (label, cell) in BARS.items()}
+        self.lambda_grey = pg.ImageItem()  # +inf lambda (NaN in the view) shows this grey through
+        self.lambda_grey.setZValue(-1)
+        self.plots["lambda"].addItem(self.lambda_grey)
         for column in {c for _, c in CELLS.values()}:  # the view columns share the width equally
             self.ci.layout.setColumnStretchFactor(column, 1)
         self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
@@ -102,15 +106,22 @@ class ImageViews(pg.GraphicsLayoutWidget):
         if self._fitted and not self._syncing:
             self.fit()
 
-    def _colour_bar(self, name: str, values: tuple[float, float], cmap: str, label: str,
-                    cell: tuple[int, int]) -> pg.ColorBarItem:
+    def _colour_bar(self, name: str, label: str, cell: tuple[int, int]) -> pg.ColorBarItem:
         """A colour bar in a column of its own: grid columns are shared by both rows, so every view keeps the
-        same width (and, with the linked axes, the same pixel aspect)."""
-        bar = pg.ColorBarItem(values=values, colorMap=pg.colormap.get(cmap), interactive=False, width=12,
-                              label=label)
-        bar.setImageItem(self.items[name])
+        same width (and, with the linked axes, the same pixel aspect). The view gets the full lookup table (the
+        bar's own would be resampled to an even size, without an entry for exactly 0)."""
+        bar = pg.ColorBarItem(values=colours.CAM_LEVELS, colorMap=colour_map(name), interactive=False, width=12,
+                              label=label, colorMapMenu=False)
+        self.items[name].setLookupTable(colours.lookup_table(name))
+        self.items[name].setLevels(colours.CAM_LEVELS)
         self.addItem(bar, *cell)
         return bar
+
+    def _set_levels(self, name: str, levels: tuple[float, float]) -> None:
+        """The levels of a view and of its colour bar (the bar's axis redrawn only when they change)."""
+        if self.bars[name].levels() != levels:
+            self.bars[name].setLevels(levels)
+        self.items[name].setLevels(levels)
 
     def show_original(self, rgb: np.ndarray, label: str = "model input") -> None:
         """A new clean image [H,W,3] in [0,1] (`label` says what it is): reset every view."""
@@ -123,6 +134,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
             self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
         self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
         self.items["cam"].clear()
+        self.lambda_grey.setImage(np.full((h, w, 3), colours.INF_GREY, np.float32), levels=(0, 1))
         self.support_outline.set_mask(None)
         self.cam_text.setPos(w / 2, h / 2)
         self.frame = None
@@ -168,11 +180,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self._show_adversarial(delta)
         signed = signed_perturbation(delta)  # the same rendering as the composite figure
         self.items["perturbation"].setImage(signed, autoLevels=False)
-        changed = np.abs(signed[signed != 0])
-        # levels at the 95th percentile of the changed pixels: the few largest saturate, the rest stay visible
-        bound = nice_bound(float(np.percentile(changed, 95)) if changed.size else 0.0)
-        if self.delta_bar.levels() != (-bound, bound):
-            self.delta_bar.setLevels((-bound, bound))
+        self._set_levels("perturbation", colours.perturbation_levels(signed))
         if not (same_image and np.array_equal(shown.mask[image], frame.mask[image])
                 and np.array_equal(shown.frozen[image], frame.frozen[image])):
             self._show_mask(frame, image)
@@ -210,11 +218,8 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.plots["mask"].setTitle(TITLES["mask"] + f"  (<span style='font-family:monospace'>{count}</span> px)")
 
     def _show_lambda(self, log_lam: np.ndarray) -> None:
-        finite = log_lam[np.isfinite(log_lam)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        high = high if high > low else low + 1e-3
-        self.items["lambda"].setImage(np.nan_to_num(log_lam, posinf=high, neginf=low), autoLevels=False)
-        self.lambda_bar.setLevels((low, high))
+        self.items["lambda"].setImage(np.where(np.isfinite(log_lam), log_lam, np.nan), autoLevels=False)
+        self._set_levels("lambda", colours.lambda_levels(log_lam))
 
     def show_cam(self, cam: np.ndarray | None, title: str = "CAM") -> None:
         """Fill the CAM view ([H,W] in [0,1]) or show the placeholder again (None)."""
@@ -223,7 +228,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         if cam is None:
             self.items["cam"].clear()
         else:
-            self.items["cam"].setImage(cam, levels=(0, 1), lut=pg.colormap.get("inferno").getLookupTable())
+            self.items["cam"].setImage(cam, autoLevels=False)
 
     def readout(self, row: int, col: int, image: int = 0) -> str:
         """What is at one pixel of the shown frame: delta per channel, lambda, support, frozen."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
+from gse_algo.colours import nice_bound
 from gse_desktop.help import MEANINGS
 from gse_desktop.history import SERIES
-from gse_desktop.panels.image_views import nice_bound
 
 LABELS = {"cw_loss": "CW loss", "l2": "‖δ‖₂", "acp": "ACP (pixels)", "anc": "ANC (clusters)",
           "margin": "CW margin"}

@@ -205,3 +205,91 @@ def test_the_menu_draws_figures_and_animations_in_the_file_worker(qtbot, done, t
     with Image.open(tmp_path / "w.gif") as gif:
         assert gif.n_frames >= 2
     assert len(done.messages) == 1 and "figure not saved" in done.messages[0] and "w.png" in done.messages[0]
+
+
+def svg_size_px(path):
+    """(width, height) of an SVG's page in CSS pixels (96 per inch)."""
+    root = ET.parse(path).getroot()
+    size = []
+    for key in ("width", "height"):
+        value = root.get(key)
+        size.append(float(value[:-2]) * 96 / 25.4 if value.endswith("mm") else float(value.rstrip("px")))
+    return tuple(size)
+
+
+def rendered_svg(path, size):
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    image = QImage(*size, QImage.Format.Format_ARGB32)
+    image.fill(0)
+    painter = QPainter(image)
+    QSvgRenderer(str(path)).render(painter)
+    painter.end()
+    return np.frombuffer(image.constBits(), np.uint8).reshape(size[1], size[0], 4)
+
+
+@pytest.mark.parametrize("name", ["plots", "images", "l2", "perturbation"])
+def test_svg_views_have_the_widget_size_and_the_drawing_fills_the_page(done, tmp_path, name):
+    done.resize(1280, 720)
+    done.redraw_now()
+    path = tmp_path / f"{name}.svg"
+    assert done.files.export_view(name, path), done.messages
+    width, height = svg_size_px(path)
+    widget = {"plots": done.plots, "images": done.views}.get(name)
+    if widget is not None:  # a whole grid: the page is the widget's visible size
+        assert width == pytest.approx(widget.viewport().width(), abs=2)
+        assert height == pytest.approx(widget.viewport().height(), abs=2)
+    assert 20 < width < 2000 and 20 < height < 2000
+    pixels = rendered_svg(path, (round(width), round(height)))
+    h, w = pixels.shape[:2]
+    for quarter in (pixels[:h // 2, :w // 2], pixels[:h // 2, w // 2:], pixels[h // 2:, :w // 2],
+                    pixels[h // 2:, w // 2:]):
+        assert quarter[..., 3].any(), "every quarter of the page holds some of the drawing"
+
+
+def test_colour_bars_on_the_views_follow_the_figures_convention(done, tmp_path):
+    """Perturbation: RdBu_r, levels +-(smallest 1/2/5 x 10^k >= max |delta|), colour ~ sqrt; lambda: viridis on the
+    finite log10 range; CAM: jet on [0, 1]. The app's bars, its views and the composite figure agree."""
+    import matplotlib
+
+    from gse_algo import figures
+
+    done.redraw_now()
+    views, frame = done.views, done.state.frame()
+    delta = frame.delta[0]
+    peak = np.abs(delta).max()
+    bound = min(m * 10.0 ** k for k in range(-7, 2) for m in (1, 2, 5) if m * 10.0 ** k >= peak * (1 - 1e-9))
+    assert views.bars["perturbation"].levels() == pytest.approx((-bound, bound))
+    log_lam = frame.log10_lambda[0][np.isfinite(frame.log10_lambda[0])]
+    expected_lambda = (log_lam.min(), max(log_lam.max(), log_lam.min() + 1e-3))
+    assert views.bars["lambda"].levels() == pytest.approx(expected_lambda)
+    assert views.bars["cam"].levels() == (0.0, 1.0)
+    for name, bar in views.bars.items():
+        assert tuple(views.items[name].levels) == pytest.approx(bar.levels()), name  # the bar sets its view
+    lut = views.bars["perturbation"].colorMap().getLookupTable(0.0, 1.0, 5, alpha=False)  # -L, -L/2, 0, L/2, L
+    rdbu = matplotlib.colormaps["RdBu_r"]
+    expected = [rdbu(float(0.5 + 0.5 * np.sign(u) * abs(u) ** 0.5))[:3] for u in (-1, -0.5, 0, 0.5, 1)]
+    np.testing.assert_allclose(lut / 255, expected, atol=2 / 255)
+    jet = views.bars["cam"].colorMap().getLookupTable(0.0, 1.0, 3, alpha=False)
+    np.testing.assert_allclose(jet / 255, [matplotlib.colormaps["jet"](v)[:3] for v in (0.0, 0.5, 1.0)], atol=2 / 255)
+    data, _, _ = done.files.figure_data()
+    fig = figures.composite_figure(data, ["perturbation", "cam"])
+    panel = {ax.get_title().split("\n")[0]: ax for ax in fig.axes if ax.get_title()}
+    perturbation, cam = panel[figures.TITLES["perturbation"]].images[0], panel[figures.TITLES["cam"]].images[1]
+    assert perturbation.norm.vmax == pytest.approx(bound) and perturbation.cmap.name == "RdBu_r"
+    assert (cam.norm.vmin, cam.norm.vmax) == (0, 1) and cam.cmap.name == "jet"
+
+
+def test_an_exported_view_carries_its_colour_bar(done, tmp_path):
+    done.redraw_now()
+    views = done.views
+    path = tmp_path / "cam.png"
+    assert done.files.export_view("cam", path, width=600), done.messages
+    plot, bar = views.plots["cam"].sceneBoundingRect(), views.bars["cam"].sceneBoundingRect()
+    both = plot.united(bar)
+    with Image.open(path) as image:
+        assert image.height == round(600 * both.height() / both.width())
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in ((0, 0, 128), (128, 0, 0)):  # jet at 0 and at 1: only the bar draws them unblended
+        assert (np.abs(pixels - colour).max(axis=1) <= 12).any(), colour
