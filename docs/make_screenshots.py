@@ -70,7 +70,7 @@ def main() -> int:
         print(f"done in {time.perf_counter() - start:.0f} s: {window.message.text()}")
         print(f"history: {len(state.history)} snapshots, {state.history.nbytes() / 2**20:.1f} MB")
         wait(lambda: state.cam.map is not None, 120)
-        window.bottom_tabs.setCurrentIndex(1)
+        window.docks["cam"].raise_()
         window.redraw_now()
         for _ in range(20):
             app.processEvents()

@@ -14,13 +14,13 @@ import numpy as np
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QSplitter, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QProgressBar, QVBoxLayout, QWidget
 
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_THREADS, example_images
 from gse_desktop.engine import EngineClient
 from gse_desktop.help import build_help_menu
 from gse_desktop.history import SERIES
+from gse_desktop.layout import Docks, scrolled
 from gse_desktop.panels.cam_panel import CamPanel
 from gse_desktop.panels.controls import ControlsPanel
 from gse_desktop.panels.image_views import ImageViews
@@ -84,6 +84,8 @@ class MainWindow(QMainWindow):
         self.amplify_action = view.addAction("Amplified difference in the adversarial view", QKeySequence("A"))
         self.amplify_action.setCheckable(True)
         self.amplify_action.toggled.connect(self.views.set_amplified)
+        view.addSeparator()
+        self.docks.add_menu_entries(view)
         build_help_menu(self, lambda: self.engine.info.get("versions", {}))
         self.pump = EnginePump(self.engine, self.state, self)
         self._pending_target = target
@@ -93,10 +95,6 @@ class MainWindow(QMainWindow):
     # -- layout --------------------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.controls = ControlsPanel()
-        scroll = QScrollArea(widgetResizable=True)
-        scroll.setWidget(self.controls)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         self.views = ImageViews()
         self.plots = MetricPlots()
         self.top_table = TopTable()
@@ -104,45 +102,15 @@ class MainWindow(QMainWindow):
         self.timeline = Timeline()
         self.readout = QLabel("hover a pixel for its values")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        tables = QSplitter(Qt.Orientation.Vertical)
-        tables.addWidget(self.top_table)
-        tables.addWidget(self.search_table)
-        bottom = QSplitter(Qt.Orientation.Horizontal)
         self.cam_panel = CamPanel(self.state, self.views)
-        self.bottom_tabs = QTabWidget()
-        self.bottom_tabs.addTab(self.plots, "Metrics")
-        cam_scroll = QScrollArea(widgetResizable=True)  # its pickers need not set the height of the bottom row
-        cam_scroll.setWidget(self.cam_panel)
-        self.bottom_tabs.addTab(cam_scroll, "CAM comparison")
-        bottom.addWidget(self.bottom_tabs)
-        bottom.addWidget(tables)
-        bottom.setSizes([760, 420])
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.views)
-        right.addWidget(bottom)
-        right.setStretchFactor(0, 3)  # the image views first: they are what the tool is for
-        right.setStretchFactor(1, 1)
-        self.plots.setMinimumHeight(170)  # readable ticks; the views take the rest
-        for table in (self.top_table, self.search_table):
-            table.setMinimumHeight(60)
-        right.setSizes([600, 200])
-        self.view_area = QWidget()
+        self.view_area = QWidget()  # the central widget: the image views are what the tool is for
         area = QVBoxLayout(self.view_area)
         area.setContentsMargins(0, 0, 0, 0)
-        area.addWidget(right, 1)
+        area.setSpacing(2)
+        area.addWidget(self.views, 1)
         area.addWidget(self.readout)
         area.addWidget(self.timeline)
-        left = QWidget()
-        column = QVBoxLayout(left)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.controls.run_buttons)  # Run/Pause/Step/Stop: reachable at any window height
-        column.addWidget(scroll, 1)
-        main = QSplitter(Qt.Orientation.Horizontal)
-        main.addWidget(left)
-        main.addWidget(self.view_area)
-        main.setStretchFactor(1, 1)
-        main.setSizes([320, 1280])
-        self.setCentralWidget(main)
+        self.setCentralWidget(self.view_area)
         self.timeline.install_shortcuts(self.view_area)
         self.message = QLabel("starting the engine …")
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
@@ -157,6 +125,11 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.model_label)
         screen = QGuiApplication.primaryScreen().availableGeometry()
         self.resize(min(1600, screen.width()), min(960, screen.height()))  # never larger than the screen
+        self.docks = Docks(self, {"setup": ("Setup", scrolled(self.controls)),
+                                  "params": ("Parameters", scrolled(self.controls.params_box)),
+                                  "metrics": ("Metrics", self.plots), "cam": ("CAM comparison", self.cam_panel),
+                                  "classes": ("Classes", self.top_table), "search": ("Search steps", self.search_table)},
+                           self.controls.run_buttons)
 
     def _wire(self) -> None:
         c, s = self.controls, self.state
@@ -181,6 +154,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self, image: str | None, model: str | None) -> None:
         s = self.settings
+        self.docks.restore(s)
         self.controls.restore(s, DEFAULT_THREADS)
         self.controls.set_examples(example_images())
         self.controls.set_recent(self._recent())
@@ -424,6 +398,7 @@ class MainWindow(QMainWindow):
     # -- settings and closing ------------------------------------------------------------------------------------
     def _save_settings(self) -> None:
         self.controls.save(self.settings)
+        self.docks.save(self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """The window goes at once; the engine process is shut down (a run stops at its next iteration)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider,
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider,
                                QSpinBox, QTableWidget, QVBoxLayout, QWidget)
 
 from gse_algo.defaults import CAM_METHOD_NAMES, EXPENSIVE_METHODS, IS_PERCENTILES
@@ -67,24 +67,27 @@ class CamPanel(QWidget):
         self.message = QLabel(wordWrap=True)
         for combo in (self.method_combo, self.layer_combo, self.class_combo, self.image_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(12)
+            combo.setMinimumContentsLength(8)
         buttons = QHBoxLayout()
         buttons.addWidget(self.compute_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.progress, 1)
         self.pickers = QWidget()
-        form = QFormLayout(self.pickers)
-        form.setContentsMargins(0, 0, 0, 0)
-        for label, widget in (("Method", self.method_combo), ("Layer", self.layer_combo),
-                              ("Class", self.class_combo), ("Image", self.image_combo), ("Top q", self.q_spin),
-                              ("Opacity", self.opacity)):
-            form.addRow(label, widget)
+        grid = QGridLayout(self.pickers)  # two pickers a row: the panel stays low enough for a laptop's bottom dock
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setVerticalSpacing(2)
+        for i, (label, widget) in enumerate((("Method", self.method_combo), ("Layer", self.layer_combo),
+                                             ("Class", self.class_combo), ("Image", self.image_combo),
+                                             ("Top q", self.q_spin), ("Opacity", self.opacity))):
+            grid.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
         left = QVBoxLayout()
+        left.setSpacing(2)
         left.addWidget(self.pickers)
         left.addLayout(buttons)
         left.addWidget(self.message)
         left.addStretch(1)
-        self.numbers = QLabel(textFormat=Qt.TextFormat.RichText, wordWrap=True)
+        self.numbers = QLabel(textFormat=Qt.TextFormat.RichText)  # never wrapped into a narrow column
         self.numbers.setToolTip("\n".join(f"{name}: {MEANINGS[name]}" for name in ("pixel share", "l2 share", "IoU",
                                                                                     "IS")))
         self.numbers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -92,11 +95,13 @@ class CamPanel(QWidget):
         setup_table(self.cluster_view, ["px", "rows, cols", "‖δ‖²", "CAM"])
         self.cluster_view.setToolTip("4-connected clusters of the shown perturbation, largest first: pixels, "
                                      "bounding box, share of ‖δ‖², mean CAM value")
+        self.cluster_view.setMinimumHeight(44)  # a header and a row at least; it scrolls
         middle = QVBoxLayout()
+        middle.setSpacing(2)
         middle.addWidget(self.numbers)
         middle.addWidget(self.cluster_view, 1)
         self.curve_plot = pg.PlotWidget(background="#202020")
-        self.curve_plot.setMinimumWidth(180)
+        self.curve_plot.setMinimumWidth(120)
         self.curve_plot.setMenuEnabled(False)
         self.curve_plot.showGrid(x=True, y=True, alpha=0.2)
         self.curve_plot.setYRange(0, 1)
@@ -106,6 +111,7 @@ class CamPanel(QWidget):
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffffff"))
         self.curve_plot.addItem(self.cursor)
         layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
         layout.addLayout(left, 0)
         layout.addLayout(middle, 6)
         layout.addWidget(self.curve_plot, 3)
@@ -241,8 +247,7 @@ class CamPanel(QWidget):
         self.overlap_now = overlap(delta, cam, q)
         share = "  ".join(f"{label} <b>{self.overlap_now[k]:.3f}</b>" for k, label in
                           (("pixel_share", "pixel share"), ("l2_share", "l2 share"), ("iou", "IoU")))
-        self.numbers.setText(f"search step {frame.step + 1}, iteration {frame.iteration + 1}, "
-                             f"top {q} % of the CAM:<br>"
+        self.numbers.setText(f"step {frame.step + 1}, iteration {frame.iteration + 1}, top {q} % of the CAM:<br>"
                              f"{share}<br>{scores}")
         rows = cluster_table(delta, cam)[:MAX_CLUSTER_ROWS]
         self.cluster_view.setRowCount(len(rows))
@@ -257,8 +262,8 @@ class CamPanel(QWidget):
         final = self.state.cam.final
         if final is None:
             return "IS: computing …" if self.state.cam.final_job is not None else ""
-        values = "  ".join(f"P{p} <b>{s:.3f}</b>" for p, s in zip(IS_PERCENTILES, final.scores))
-        return f"IS of the result: {values}"
+        values = " ".join(f"P{p} <b>{s:.2f}</b>" for p, s in zip(IS_PERCENTILES, final.scores))
+        return f"IS of the result:<br>{values}"
 
     def _update_curve(self, step: int, q: int) -> None:
         """The overlap of every iteration of `step` (densified CURVE_CHUNK at a time), redone when step/CAM/q change."""

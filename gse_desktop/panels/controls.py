@@ -1,4 +1,5 @@
-"""The controls column: image, model, target, preset + every GSE parameter, device, Run/Pause/Step/Stop."""
+"""The controls: image, model, device, target (this widget); preset + every GSE parameter (`params_box`) and
+Run/Pause/Step/Stop (`run_buttons`), which the window places in panels and a toolbar of their own."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class ControlsPanel(QWidget):
         layout.addWidget(self._image_group())
         layout.addWidget(self._model_group())
         layout.addWidget(self._target_group(), 1)
-        layout.addWidget(self._params_group())
+        self.params_box = self._params_group()  # the window shows it in a panel of its own
         self.run_buttons = QWidget()  # the window keeps these always in view, outside the scrolling column
         self.run_buttons.setLayout(self._buttons())
         self._applying = False
@@ -169,6 +170,7 @@ class ControlsPanel(QWidget):
         self.step_button.clicked.connect(self.step_clicked)
         self.stop_button.clicked.connect(self.stop_clicked)
         row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
         for b in (self.run_button, self.pause_button, self.step_button, self.stop_button):
             row.addWidget(b)
         return row

@@ -31,7 +31,19 @@ TITLES = {
 # (row, column) of each view; columns 2 and 4 hold the colour bars (see ImageViews._colour_bar)
 CELLS = {"original": (0, 0), "adversarial": (0, 1), "perturbation": (0, 3),
          "mask": (1, 0), "lambda": (1, 1), "cam": (1, 3)}
+TITLE_SIZE = "9pt"  # small titles leave the height to the images on a laptop
+TITLE_ROW = 18  # px
+MIN_VIEW = 200  # px, the smallest an image view gets
+TITLE_HEIGHT, BAR_WIDTH = 24, 70  # px a view's title and margins take above it; a colour bar column with its axis
 BARS = {"perturbation": ("δ", (0, 4)), "lambda": ("log10 λ", (1, 2)), "cam": ("CAM", (1, 4))}
+
+
+def set_title(plot: pg.PlotItem, text: str) -> None:
+    """A small title (TITLE_SIZE) in a row TITLE_ROW px high (PlotItem.setTitle would make it 30 px each time)."""
+    plot.titleLabel.setText(text, size=TITLE_SIZE)
+    plot.titleLabel.setMaximumHeight(TITLE_ROW)
+    plot.titleLabel.setVisible(True)
+    plot.layout.setRowFixedHeight(0, TITLE_ROW)
 
 
 def colour_map(view: str) -> pg.ColorMap:
@@ -54,7 +66,8 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self._syncing = False
         self.original: np.ndarray | None = None
         for name in TITLES:
-            plot = self.addPlot(*CELLS[name], title=TITLES[name])
+            plot = self.addPlot(*CELLS[name])
+            set_title(plot, TITLES[name])
             plot.hideAxis("left")
             plot.hideAxis("bottom")
             plot.invertY(True)
@@ -72,6 +85,10 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.plots["lambda"].addItem(self.lambda_grey)
         for column in {c for _, c in CELLS.values()}:  # the view columns share the width equally
             self.ci.layout.setColumnStretchFactor(column, 1)
+        self.ci.layout.setSpacing(2)
+        self.ci.setContentsMargins(2, 2, 2, 2)
+        # every view at least MIN_VIEW px on screen: the window's docks give way first
+        self.setMinimumSize(3 * MIN_VIEW + 2 * BAR_WIDTH, 2 * (MIN_VIEW + TITLE_HEIGHT))
         self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
                                     anchor=(0.5, 0.5))
         self.plots["cam"].addItem(self.cam_text)
@@ -112,6 +129,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         bar's own would be resampled to an even size, without an entry for exactly 0)."""
         bar = pg.ColorBarItem(values=colours.CAM_LEVELS, colorMap=colour_map(name), interactive=False, width=12,
                               label=label, colorMapMenu=False)
+        bar.setContentsMargins(0, TITLE_ROW, 0, 8)  # level with its view, room for the end labels
         self.items[name].setLookupTable(colours.lookup_table(name))
         self.items[name].setLevels(colours.CAM_LEVELS)
         self.addItem(bar, *cell)
@@ -127,7 +145,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         """A new clean image [H,W,3] in [0,1] (`label` says what it is): reset every view."""
         self.original = np.asarray(rgb, dtype=np.float32)
         h, w = self.original.shape[:2]
-        self.plots["original"].setTitle(f"{TITLES['original']} ({label}, {w}x{h})")
+        set_title(self.plots["original"], f"{TITLES['original']} ({label}, {w}x{h})")
         self.items["original"].setImage(self.original, levels=(0, 1))
         self.items["adversarial"].setImage(self.original, levels=(0, 1))
         for name in ("perturbation", "lambda"):
@@ -193,17 +211,17 @@ class ImageViews(pg.GraphicsLayoutWidget):
         if self.frame is not None:
             self._show_adversarial(self.frame.delta[self._image])
         else:
-            self.plots["adversarial"].setTitle(TITLES["adversarial"])
+            set_title(self.plots["adversarial"], TITLES["adversarial"])
 
     def _show_adversarial(self, delta: np.ndarray) -> None:
         if self.amplified:
             picture, gain = amplified_difference(self.original.transpose(2, 0, 1), delta)
-            title = f"Adversarial: |δ| × {gain:g} over the dimmed image"
+            title = f"Adversarial: |δ| × {gain:g} over the image dimmed"
         else:
             picture, title = np.clip(self.original + delta.transpose(1, 2, 0), 0, 1), TITLES["adversarial"]
         self.items["adversarial"].setImage(picture, levels=(0, 1))
         if self.plots["adversarial"].titleLabel.text != title:
-            self.plots["adversarial"].setTitle(title)
+            set_title(self.plots["adversarial"], title)
         self.support_outline.set_mask(np.abs(delta).sum(axis=0) > 0)
 
     def _show_mask(self, frame: Frame, image: int) -> None:
@@ -215,7 +233,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
         # the count in fixed-width digits: a title that changes size would re-layout (and repaint) every view
         digits = len(str(mask.shape[0] * mask.shape[1]))
         count = f"{int(frame.acp[image]):>{digits}}".replace(" ", "&nbsp;")
-        self.plots["mask"].setTitle(TITLES["mask"] + f"  (<span style='font-family:monospace'>{count}</span> px)")
+        set_title(self.plots["mask"], TITLES["mask"] + f"  (<span style='font-family:monospace'>{count}</span> px)")
 
     def _show_lambda(self, log_lam: np.ndarray) -> None:
         self.items["lambda"].setImage(np.where(np.isfinite(log_lam), log_lam, np.nan), autoLevels=False)
@@ -223,7 +241,7 @@ class ImageViews(pg.GraphicsLayoutWidget):
 
     def show_cam(self, cam: np.ndarray | None, title: str = "CAM") -> None:
         """Fill the CAM view ([H,W] in [0,1]) or show the placeholder again (None)."""
-        self.plots["cam"].setTitle(title)
+        set_title(self.plots["cam"], title)
         self.cam_text.setVisible(cam is None)
         if cam is None:
             self.items["cam"].clear()

@@ -13,6 +13,7 @@ import pyqtgraph as pg
 from gse_algo.colours import nice_bound
 from gse_desktop.help import MEANINGS
 from gse_desktop.history import SERIES
+from gse_desktop.panels.image_views import set_title
 
 LABELS = {"cw_loss": "CW loss", "l2": "‖δ‖₂", "acp": "ACP (pixels)", "anc": "ANC (clusters)",
           "margin": "CW margin"}
@@ -48,7 +49,8 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         self._y_ranges: dict[str, tuple[float, float] | None] = {name: None for name in SERIES}
         first = None
         for name in SERIES:
-            plot = self.addPlot(title=LABELS[name])
+            plot = self.addPlot()
+            set_title(plot, LABELS[name])
             plot.setToolTip(f"{MEANINGS[TIPS[name]]}\nx: iteration of the shown search step; dashed line: k_hat "
                             f"(the support freezes), solid line: the shown iteration")
             plot.setLabel("bottom", "iteration")

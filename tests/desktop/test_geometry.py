@@ -1,11 +1,12 @@
-"""Pixels shown as they are: square pixels and the whole image in every view, at laptop and desktop sizes."""
+"""Pixels shown as they are: square pixels and the whole image in every view, at laptop and desktop sizes; docks
+that fit a laptop and a layout that is remembered."""
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QApplication, QScrollArea
 
-from conftest import finished_run
+from conftest import finished_run, make_window, wait_idle, wait_ready
 
 
 def assert_square_and_whole(views, shape):
@@ -20,16 +21,25 @@ def settle():
         QApplication.processEvents()
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (1600, 960), (1920, 1080)])
+def on_screen(views, shape):
+    """Per view: the shown image's smaller side in screen pixels."""
+    h, w = shape
+    return {name: min(w, h) / plot.vb.viewPixelSize()[0] for name, plot in views.plots.items()}
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1366, 768), (1600, 960), (1920, 1080)])
 def test_every_view_has_square_pixels_and_the_whole_image(qtbot, window, size):
     window.resize(*size)
+    window.docks.arrange()  # the default layout for this size
     window.show()
     qtbot.waitExposed(window)
     settle()
+    assert (window.width(), window.height()) == size  # nothing forces the window larger than a laptop's screen
     views = window.views
     assert_square_and_whole(views, (16, 16))
+    assert min(on_screen(views, (16, 16)).values()) >= 196  # the whole image, fitted with a 2 % margin, >= 200 px
     for plot in views.plots.values():
-        assert min(plot.vb.width(), plot.vb.height()) >= 100  # every view keeps a usable size
+        assert min(plot.vb.width(), plot.vb.height()) >= 200
     finished_run(qtbot, window)
     window.redraw_now()
     settle()
@@ -92,3 +102,72 @@ def test_the_amplified_difference_and_the_support_outline_on_the_adversarial_vie
     assert f"× {gain:g}" in views.plots["adversarial"].titleLabel.text
     window.amplify_action.setChecked(False)
     np.testing.assert_allclose(views.items["adversarial"].image, np.clip(x + delta.transpose(1, 2, 0), 0, 1))
+
+
+def widget_visible(widget, window):
+    """`widget` lies wholly inside the window, its panel shown, and no scroll area hides any of it."""
+    if not widget.isVisible():
+        return False
+    top_left = widget.mapTo(window, widget.rect().topLeft())
+    inside = window.rect().contains(top_left) and window.rect().contains(top_left + widget.rect().bottomRight())
+    parent = widget.parentWidget()
+    while parent is not None:
+        if isinstance(parent, QScrollArea) and (parent.verticalScrollBar().isVisible()
+                                                 or parent.horizontalScrollBar().isVisible()):
+            return False
+        parent = parent.parentWidget()
+    return inside
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1366, 768)])
+def test_a_laptop_reaches_every_control_without_scrolling_and_the_cam_numbers_do_not_wrap(qtbot, window, size):
+    window.resize(*size)
+    window.docks.arrange()
+    window.show()
+    qtbot.waitExposed(window)
+    c = window.controls
+    finished_run(qtbot, window)
+    wait_idle(qtbot, window)
+    window.redraw_now()
+    settle()
+    for button in (c.run_button, c.pause_button, c.step_button, c.stop_button):
+        assert widget_visible(button, window), button.text()
+    setup = [c.model_combo, c.device_combo, c.threads_spin, c.untargeted, c.targeted, c.class_filter, c.class_list]
+    assert all(widget_visible(w, window) for w in setup)
+    window.docks["params"].raise_()
+    settle()
+    assert all(widget_visible(spin, window) for spin in c.spins.values()) and widget_visible(c.reg_combo, window)
+    window.docks["cam"].raise_()
+    settle()
+    panel = window.cam_panel
+    assert all(widget_visible(w, window) for w in (*panel.model_combos, panel.q_spin, panel.opacity,
+                                                    panel.compute_button, panel.cancel_button))
+    numbers = panel.numbers
+    lines = numbers.text().count("<br>") + 1
+    assert numbers.width() >= numbers.sizeHint().width()  # as wide as its longest line: nothing wraps
+    assert numbers.height() <= lines * numbers.fontMetrics().lineSpacing() + 8
+
+
+def test_the_layout_is_remembered_and_reset(qtbot, tmp_path, engine, image_file):
+    settings = tmp_path / "layout.ini"
+    first = make_window(qtbot, engine, settings, image_file, model="tiny")
+    first.resize(1280, 720)
+    first.docks.arrange()
+    first.show()
+    wait_ready(qtbot, first)
+    first.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, first.docks["search"])  # the user moves a panel
+    first.docks["classes"].hide()  # and closes another
+    settle()
+    first.close()
+    second = make_window(qtbot, engine, settings, image_file, model="tiny")
+    second.show()
+    wait_ready(qtbot, second)
+    settle()
+    assert second.dockWidgetArea(second.docks["search"]) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert second.docks["classes"].isHidden() and not second.docks["metrics"].isHidden()
+    reset = next(a for a in second.menuBar().actions()[1].menu().actions() if a.text() == "Reset layout")
+    reset.trigger()
+    settle()
+    assert second.dockWidgetArea(second.docks["search"]) == Qt.DockWidgetArea.BottomDockWidgetArea
+    assert not second.docks["classes"].isHidden()
+    assert second.tabifiedDockWidgets(second.docks["setup"]) == [second.docks["params"]]

@@ -1,0 +1,105 @@
+"""The window's dockable panels (QDockWidget): their default arrangement, the remembered one, and Reset layout.
+
+The image views, the readout and the timeline are the central widget; everything else is a dock the user can
+move, tabify, float or close (View > Panels). Run/Pause/Step/Stop sit in a toolbar, so they are reachable whatever
+panel is shown. The default arrangement: Setup and Parameters on the left (tabbed in a short window, one above the
+other in a tall one), Metrics and CAM comparison tabbed at the bottom, with Classes and Search steps as two more
+tabs in a narrow window or beside them in a wide one. The arrangement is saved in the settings (QMainWindow.saveState) when the window closes and restored at start.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QTabWidget, QToolBar, QWidget
+
+LAYOUT_VERSION = 1  # bump when the docks change: an older saved layout is then ignored
+STATE_KEY, GEOMETRY_KEY = "layout/state", "layout/geometry"
+TALL = 900  # window height from which Setup and Parameters are shown one above the other
+WIDE = 1600  # window width from which Classes and Search steps are shown beside the metrics, not as their tabs
+BOTTOM_SHARE = 0.25  # of the window height for the bottom docks by default
+LEFT_WIDTH = 300
+SIDE_TABLES_WIDTH = 330
+AREAS = Qt.DockWidgetArea
+BOTTOM = ("metrics", "cam", "classes", "search")
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """`widget` in a vertical scroll area (a safety net for windows smaller than the laptop sizes)."""
+    scroll = QScrollArea(widgetResizable=True)
+    scroll.setWidget(widget)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setMinimumWidth(widget.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+    return scroll
+
+
+class Docks:
+    """The docks of `window`, by name: setup, params, metrics, cam, classes, search."""
+
+    def __init__(self, window: QMainWindow, panels: dict[str, tuple[str, QWidget]], run_buttons: QWidget) -> None:
+        self.window = window
+        window.setCorner(Qt.Corner.BottomLeftCorner, AREAS.LeftDockWidgetArea)  # the left column is full height
+        window.setTabPosition(AREAS.AllDockWidgetAreas, QTabWidget.TabPosition.North)
+        window.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
+                              | QMainWindow.DockOption.AllowNestedDocks)
+        self.docks: dict[str, QDockWidget] = {}
+        for name, (title, widget) in panels.items():
+            dock = QDockWidget(title, window)
+            dock.setObjectName(f"dock_{name}")
+            if name in BOTTOM:  # a title at the side: the height goes to the panel (and the image views)
+                dock.setFeatures(dock.features() | QDockWidget.DockWidgetFeature.DockWidgetVerticalTitleBar)
+            dock.setWidget(widget)
+            self.docks[name] = dock
+        self.run_bar = QToolBar("Run", window)
+        self.run_bar.setObjectName("run_toolbar")
+        self.run_bar.addWidget(run_buttons)
+        window.addToolBar(self.run_bar)
+        self.arrange()
+
+    def __getitem__(self, name: str) -> QDockWidget:
+        return self.docks[name]
+
+    def arrange(self) -> None:
+        """The default arrangement, sized for the window's current height."""
+        w, d = self.window, self.docks
+        for dock in d.values():
+            dock.setFloating(False)
+            dock.show()
+        self.run_bar.show()
+        w.addDockWidget(AREAS.LeftDockWidgetArea, d["setup"])
+        w.addDockWidget(AREAS.LeftDockWidgetArea, d["params"])
+        if w.height() >= TALL:
+            w.splitDockWidget(d["setup"], d["params"], Qt.Orientation.Vertical)
+        else:
+            w.tabifyDockWidget(d["setup"], d["params"])
+        w.addDockWidget(AREAS.BottomDockWidgetArea, d["metrics"])
+        if w.width() >= WIDE:
+            w.splitDockWidget(d["metrics"], d["classes"], Qt.Orientation.Horizontal)  # split first, then tabify
+            w.tabifyDockWidget(d["classes"], d["search"])
+            w.tabifyDockWidget(d["metrics"], d["cam"])
+            w.resizeDocks([d["classes"]], [SIDE_TABLES_WIDTH], Qt.Orientation.Horizontal)
+        else:
+            for name in ("cam", "classes", "search"):
+                w.tabifyDockWidget(d["metrics"], d[name])
+        for first in ("setup", "classes", "metrics"):  # the tab shown first in each group
+            d[first].raise_()
+        w.resizeDocks([d["setup"]], [LEFT_WIDTH], Qt.Orientation.Horizontal)
+        w.resizeDocks([d["metrics"]], [int(BOTTOM_SHARE * w.height())], Qt.Orientation.Vertical)
+
+    def save(self, settings: QSettings) -> None:
+        settings.setValue(STATE_KEY, self.window.saveState(LAYOUT_VERSION))
+        settings.setValue(GEOMETRY_KEY, self.window.saveGeometry())
+
+    def restore(self, settings: QSettings) -> bool:
+        """The remembered window size and arrangement, when the settings hold one of this version."""
+        geometry, state = settings.value(GEOMETRY_KEY), settings.value(STATE_KEY)
+        if isinstance(geometry, QByteArray):
+            self.window.restoreGeometry(geometry)
+        return isinstance(state, QByteArray) and self.window.restoreState(state, LAYOUT_VERSION)
+
+    def add_menu_entries(self, menu) -> None:
+        """View > Panels (show or hide each dock) and View > Reset layout."""
+        panels = menu.addMenu("Panels")
+        for dock in self.docks.values():
+            panels.addAction(dock.toggleViewAction())
+        panels.addAction(self.run_bar.toggleViewAction())
+        menu.addAction("Reset layout", self.arrange)
