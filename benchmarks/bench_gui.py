@@ -127,6 +127,7 @@ def app_run(app: QApplication, tmp: str, args) -> float:
 
     window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat), image=str(DEFAULT_IMAGE),
                         model=DEFAULT_MODEL)
+    window.ask_unsaved = lambda action: "discard"  # the benchmark's runs are not kept
     window.resize(1600, 960)
     window.show()
     spin(app, lambda: window.state.engine_ready and window.state.image is not None)
@@ -187,6 +188,7 @@ def hanging_stop(app: QApplication, tmp: str) -> None:
 
     window = MainWindow(QSettings(str(Path(tmp) / "h.ini"), QSettings.Format.IniFormat), image=str(DEFAULT_IMAGE),
                         model=HANG, loader=loader)
+    window.ask_unsaved = lambda action: "discard"
     spin(app, lambda: window.state.engine_ready and window.state.image is not None)
     window.controls.preset_combo.setCurrentText("custom")
     window.start_run()

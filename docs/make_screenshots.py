@@ -40,6 +40,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
+        window.ask_unsaved = lambda action: "discard"  # the screenshot run is not kept
         window.resize(args.width, args.height)
         window.show()
         state = window.state

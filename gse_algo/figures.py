@@ -1,4 +1,4 @@
-"""Qt-free figures (matplotlib, Agg): the composite result figure, single animation frames, GIFs and frame strips.
+"""Qt-free figures (matplotlib, Agg): the composite result figure (animations: gse_algo.animation).
 
 Figures are matplotlib.figure.Figure objects built directly (no pyplot state). All values are in [0,1] pixel
 units. Images may be given as [3,H,W] or [H,W,3] float arrays.
@@ -17,7 +17,6 @@ import numpy as np
 from matplotlib import cm, colors, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw
 
 from gse_algo import colours
 from gse_algo.colours import CAM_CMAP, PERTURBATION_CMAP, PERTURBATION_GAMMA
@@ -221,76 +220,6 @@ def _format_metadata(fmt: str, info: Mapping[str, str]) -> dict:
         return {"Title": title, "Creator": info.get("Software", ""), "Date": info.get("Creation Time", ""),
                 "Description": summary}
     return {"Title": title, "Creator": info.get("Software", ""), "Subject": summary}
-
-
-def render_frame(x: np.ndarray, delta: np.ndarray, mask: np.ndarray | None = None, *, limit: float | None = None,
-                 label: str = "", scale: int = 1) -> np.ndarray:
-    """One animation frame, uint8 [H', W', 3]: adversarial image | signed perturbation | mask, side by side,
-    with `label` written underneath. `limit` fixes the perturbation colour scale across frames; `scale`
-    enlarges small images (nearest neighbour)."""
-    delta = hwc(delta)
-    signed = signed_perturbation(delta)
-    norm = perturbation_norm(limit if limit is not None else colours.perturbation_levels(signed)[1])
-    perturbation = matplotlib.colormaps[PERTURBATION_CMAP](norm(signed))[..., :3]
-    mask = mask if mask is not None else np.abs(delta).max(axis=2) > 0
-    mask_rgb = np.repeat(1.0 - mask[..., None].astype(np.float32), 3, axis=2)
-    adversarial = np.clip(hwc(x) + delta, 0, 1)
-    gap = np.ones((signed.shape[0], max(2, signed.shape[1] // 32), 3))
-    row = np.concatenate([adversarial, gap, perturbation, gap, mask_rgb], axis=1)
-    picture = Image.fromarray((row * 255 + 0.5).astype(np.uint8))
-    if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    if label:
-        canvas = Image.new("RGB", (picture.width, picture.height + 16), "white")
-        canvas.paste(picture, (0, 0))
-        ImageDraw.Draw(canvas).text((3, picture.height + 2), label, fill="black")
-        picture = canvas
-    return np.asarray(picture)
-
-
-def select_frames(n: int, every: int) -> list[int]:
-    """Indices 0, every, 2*every, ... of n items, always ending with the last one."""
-    if every < 1:
-        raise ValueError(f"every must be >= 1 (got {every})")
-    indices = list(range(0, n, every))
-    if n and indices[-1] != n - 1:
-        indices.append(n - 1)
-    return indices
-
-
-def gif_bytes(frames: Sequence[np.ndarray], fps: float = 5.0) -> bytes:
-    """An endlessly looping animated GIF of uint8 [H,W,3] frames. Pillow merges identical consecutive frames
-    (adding up their durations), so the file may hold fewer frames than given when some repeat."""
-    if not frames:
-        raise ValueError("no frames to animate")
-    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
-    buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
-    return buffer.getvalue()
-
-
-def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 5.0) -> Path:
-    """Write the frames as an animated GIF, atomically."""
-    return atomic_write_bytes(path, gif_bytes(frames, fps))
-
-
-def frame_strip(frames: Sequence[np.ndarray], labels: Sequence[str] = (), *, columns: int = 5,
-                frame_inches: float = 2.0) -> Figure:
-    """A grid of frames (e.g. every Nth iteration, see select_frames) with a label above each."""
-    if not frames:
-        raise ValueError("no frames for the strip")
-    columns = min(columns, len(frames))
-    rows = -(-len(frames) // columns)
-    aspect = frames[0].shape[0] / frames[0].shape[1]
-    fig = Figure(figsize=(frame_inches * columns, (frame_inches * aspect + 0.3) * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    for index, ax in enumerate(fig.subplots(rows, columns, squeeze=False).flat):
-        ax.set_axis_off()
-        if index < len(frames):
-            ax.imshow(frames[index], interpolation="nearest")
-            if index < len(labels):
-                ax.set_title(labels[index], fontsize=8)
-    return fig
 
 
 def _class(entry: dict) -> str:

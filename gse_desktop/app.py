@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     window.views.setFocus()  # the timeline keys act while the focus is in the views area
     if session:
-        window.files.open_session(session)
+        window.open_session(session)  # in the file worker, with progress and Cancel
     if args.run:
         window.run_when_ready()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and a kill close the window, and so the engine, cleanly

@@ -10,20 +10,21 @@ messages through the window's `show_error`; the figure and file code is gse_algo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
-from gse_algo import export, figures
+from gse_algo import animation, export, figures
 from gse_algo.defaults import IS_PERCENTILES
 from gse_algo.explain import overlap
-from gse_algo.params import GSEParams
-from gse_desktop.file_jobs import FileWorker, write_animation, write_figure
+from gse_desktop.file_jobs import (Cancelled, FileWorker, outcome, read_session, write_animation, write_figure,
+                                   write_session)
 from gse_desktop.history import Frame
-from gse_desktop.records import Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
-from gse_desktop.session import Session, SessionError, load_session, save_session
-from gse_desktop.state import CamKey, CamState
+from gse_desktop.panels.file_progress import FileProgress
+from gse_desktop.session import Session, SessionError
+from gse_desktop.session_records import session_records
 from gse_desktop.view_export import png_bytes, svg_bytes
 
 CHOSEN = "chosen"  # figure/data iteration: the engine's returned example (else "shown" or a (step, iteration))
@@ -40,7 +41,9 @@ class FileActions(QObject):
         from gse_desktop.export_dialog import build_menu
 
         self.needs_run: list = []
-        self.worker = FileWorker()  # figures and animations are drawn there: the window never waits for them
+        self.worker = FileWorker()  # sessions, figures and animations: the window never waits for them
+        self.progress = FileProgress()
+        window.statusBar().addPermanentWidget(self.progress)
         self._worker_timer = QTimer(self, interval=50)
         self._worker_timer.timeout.connect(self.worker.poll)
         self._worker_timer.start()
@@ -141,34 +144,45 @@ class FileActions(QObject):
         return True
 
     # -- sessions ------------------------------------------------------------------------------------------------
-    def save_session(self, path: str | Path) -> bool:
-        """Write the shown run to one session file (atomically)."""
+    def save_session(self, path: str | Path, wait: bool = True, then: Callable[[], None] | None = None) -> bool:
+        """Write the shown run to one session file (atomically); wait=False packs and writes it in the file worker,
+        with progress and Cancel. `then` runs once the session is saved."""
         info = self.info()
         if info is None:
             return self._fail("nothing to save yet: run the attack first")
-        try:
-            save_session(path, Session(self.state.history, self._image(), self.state.image.source_png, info,
-                                       self._cam_array()))
-        except (OSError, ValueError) as error:
-            return self._fail(f"session not saved: {error}")
-        return self._done(f"session saved to {path}")
+        session = Session(self.state.history, self._image(), self.state.image.source_png, info, self._cam_array(),
+                          dict(self.state.files))
 
-    def open_session(self, path: str | Path) -> bool:
-        """Show a saved run without recomputing; on a bad file keep everything and say why."""
-        try:
-            session = load_session(path)
-            image, run, cam = session_records(session)
-        except SessionError as error:
-            return self._fail(str(error))
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            return self._fail(f"{Path(path).name}: damaged session file ({error})")
-        info = session.info
-        self.window.controls.show_run(run)
-        self.state.show_session(image, run, session.history, (cam, None), str(path),
-                                tuple(info["shown"]) if isinstance(info.get("shown"), list) else None,
-                                info.get("record") if isinstance(info.get("record"), dict) else None)
-        return self._done(f"session {Path(path).name}: {info['image_name']}, {info['model_name']}, "
-                          f"{len(session.history)} iterations")
+        def saved(text: str) -> bool:
+            self.state.mark_saved(str(path))
+            self._done(text)
+            if then is not None:
+                then()
+            return True
+
+        return self._job("session not saved: ", write_session, (str(path), session), wait, saved,
+                         f"saving {Path(path).name}")
+
+    def open_session(self, path: str | Path, wait: bool = True) -> bool:
+        """Show a saved run without recomputing; on a bad file keep everything and say why. wait=False reads and
+        checks it in the file worker (with progress and Cancel); the state switches once it is complete."""
+        name = Path(path).name
+
+        def opened(session: Session) -> bool:
+            try:
+                image, run, cam = session_records(session)
+            except (KeyError, TypeError, ValueError, IndexError) as error:
+                return self._fail(f"{name}: damaged session file ({error})")
+            info = session.info
+            self.window.controls.show_run(run)
+            self.state.show_session(image, run, session.history, (cam, None), str(path),
+                                    tuple(info["shown"]) if isinstance(info.get("shown"), list) else None,
+                                    info.get("record") if isinstance(info.get("record"), dict) else None,
+                                    session.files)
+            return self._done(f"session {name}: {info['image_name']}, {info['model_name']}, "
+                              f"{len(session.history)} iterations")
+
+        return self._job("", read_session, (str(path),), wait, opened, f"opening {name}")
 
     # -- single views ----------------------------------------------------------------------------------------------
     def view_items(self) -> dict[str, list]:
@@ -203,9 +217,11 @@ class FileActions(QObject):
         return self._done(f"view {name} exported to {path}")
 
     # -- composite figure -------------------------------------------------------------------------------------------
-    def figure_data(self, which: str | tuple[int, int] = SHOWN) -> tuple[figures.FigureData, Frame, dict]:
-        """The composite figure's data for the shown iteration, the engine's CHOSEN one, or (step, iteration)."""
-        info = self.info()
+    def figure_data(self, which: str | tuple[int, int] = SHOWN,
+                    info: dict | None = None) -> tuple[figures.FigureData, Frame, dict]:
+        """The composite figure's data for the shown iteration, the engine's CHOSEN one, or (step, iteration);
+        `info` is the shown run's (self.info()) when the caller has it already."""
+        info = info or self.info()
         if info is None:
             raise ValueError("nothing to show yet: run the attack first")
         frame = self._frame(which)
@@ -249,67 +265,80 @@ class FileActions(QObject):
         """The composite figure as PNG / SVG / PDF (by suffix); the CAM panel is left out when there is no CAM.
         wait=False draws and writes it in the file worker (the menu); the result then comes as a message."""
         try:
-            data, frame, _ = self.figure_data(which)
+            info = self.info()
+            data, frame, _ = self.figure_data(which, info)
             panels = [p for p in (panels or figures.DEFAULT_PANELS) if p != "cam" or data.cam is not None]
             if not panels:
                 raise ValueError("no panel to draw (the CAM panel needs a computed CAM)")
-            info = self.info()
             metadata = self._provenance(info, frame, Title=f"GSE adversarial example of {info['image_name']}",
                                         Panels=",".join(panels))
         except (ValueError, IndexError, KeyError) as error:
             return self._fail(f"figure not saved: {error}")
-        return self._write("figure", write_figure, (data, panels, str(path), dpi, metadata), wait)
+        return self._job("figure not saved: ", write_figure, (data, panels, str(path), dpi, metadata), wait,
+                         self._done, "drawing the figure")
 
     # -- animation ------------------------------------------------------------------------------------------------
-    def animation_frames(self, step: int | None, every: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
-        """(delta [3,H,W], mask [H,W], label) of every `every`-th iteration (and the last) of one search step, or of
-        all steps (step None)."""
+    def animation_frames(self, step: int | None, every: int) -> list[animation.FrameData]:
+        """Every `every`-th iteration (and the last) of one search step, or of all steps (step None), with the
+        CAM on screen (when there is one)."""
         h = self.state.history
         steps = h.steps if step is None else [step]
         if step is not None and step not in h.steps:
             raise ValueError(f"no search step {step + 1} in this run")
-        picked = [h.frame(s, j) for s in steps for j in figures.select_frames(h.n_iterations(s), every)]
+        picked = [h.frame(s, j) for s in steps for j in animation.select_frames(h.n_iterations(s), every)]
         if not picked:
             raise ValueError("nothing to animate yet: run the attack first")
-        return [(f.delta[0], f.mask[0], f"step {f.step + 1}, iteration {f.iteration + 1}") for f in picked]
+        x, cam = self._image(), self._cam_array()
+        return [animation.FrameData(x, f.delta[0], f.mask[0], f"step {f.step + 1}, iteration {f.iteration + 1}",
+                                    f.log10_lambda[0], cam) for f in picked]
 
     def export_animation(self, path: str | Path, step: int | None = None, every: int = 10, fps: float = 5.0,
-                         columns: int = 5, wait: bool = True) -> bool:
-        """A GIF (.gif) or a strip of frames (.png/.svg/.pdf) of every Nth iteration (wait: as export_figure)."""
+                         columns: int = 5, panels: list[str] | None = None, wait: bool = True) -> bool:
+        """A GIF (.gif) or a strip of frames (.png/.svg/.pdf) of the chosen panels (gse_algo.animation) at every
+        Nth iteration (wait: as export_figure)."""
         try:
             frames = self.animation_frames(step, every)
+            panels = animation.check_panels(panels or animation.DEFAULT_PANELS, frames[0])
             which = "all steps" if step is None else f"step {step + 1}"
-            metadata = self._provenance(self.info(), None, Iterations=f"every {every}th of {which}")
+            metadata = self._provenance(self.info(), None, Iterations=f"every {every}th of {which}",
+                                        Panels=",".join(panels))
         except ValueError as error:
             return self._fail(f"animation not saved: {error}")
-        return self._write("animation", write_animation, (self._image(), frames, str(path), fps, columns, metadata),
-                           wait)
+        return self._job("animation not saved: ", write_animation, (frames, panels, str(path), fps, columns, metadata),
+                         wait, self._done, "drawing the animation")
 
-    def _write(self, what: str, job, args: tuple, wait: bool) -> bool:
-        """Run a file job here (wait) or in the file worker; its one-line outcome goes to the status bar."""
+    def _job(self, failure: str, job, args: tuple, wait: bool, on_result: Callable[[object], bool],
+             doing: str) -> bool:
+        """Run a file job here (wait) or in the file worker (with progress and Cancel in the status bar); its
+        result goes to `on_result`, an error becomes one message: `failure` followed by the reason."""
         if wait:
             try:
-                return self._done(job(*args))
-            except (ValueError, OSError) as error:
-                return self._fail(f"{what} not saved: {error}")
+                return on_result(job(*args))
+            except (ValueError, OSError, SessionError) as error:
+                return self._fail(f"{failure}{error}")
 
         def done(future) -> None:
-            error = future.exception()
-            if error is None:
-                self._done(future.result())
+            if not self.worker.busy:
+                self.progress.finish()
+            result, error = outcome(future)
+            if isinstance(error, Cancelled):
+                self._done(f"{doing}: cancelled")
+            elif error is not None:
+                self._fail(f"{failure}{error}")
             else:
-                self._fail(f"{what} not saved: {error}")
+                on_result(result)
 
-        self.worker.submit(job, *args, on_done=done)
-        self.window.message.setText(f"saving the {what} …")
+        token = self.worker.submit(job, *args, on_done=done, on_progress=self.progress.set_fraction)
+        self.progress.start(doing, lambda: self.worker.cancel(token))
+        self.window.message.setText(f"{doing} …")
         return True
 
     # -- raw data -------------------------------------------------------------------------------------------------
     def export_data(self, folder: str | Path, which: str | tuple[int, int] = SHOWN) -> bool:
         """adv.png (16-bit, provenance chunks), arrays.npz and metrics.json, as gse-attack writes them."""
         try:
-            data, frame, m = self.figure_data(which)
             info = self.info()
+            data, frame, m = self.figure_data(which, info)
             arrays = {"x": data.x.transpose(2, 0, 1), "x_adv": data.x_adv.transpose(2, 0, 1),
                       "delta": (data.x_adv - data.x).transpose(2, 0, 1), "mask": data.mask,
                       "lambda_map": data.lambda_map}
@@ -332,39 +361,3 @@ class FileActions(QObject):
             return self._fail(f"data not exported: {error}")
         return self._done(f"adv.png{', adv8.png' if which == CHOSEN and self.state.files else ''}, arrays.npz and "
                           f"metrics.json written to {folder}")
-
-
-def session_records(session: Session) -> tuple[OpenedImage, RunDescription, CamState]:
-    """The state's records of a reopened session (ValueError/KeyError/TypeError for inconsistent contents)."""
-    info, history = session.info, session.history
-    image = session.image
-    size = (image.shape[0], image.shape[1])
-    layer = info.get("cam_layer") or ((info.get("cam") or {}).get("layer")) or ""
-    layers = tuple(info.get("layers") or [layer])
-    model = ModelInfo(info["model_spec"], info["model_name"], tuple(info["class_names"]), size, layer, layers,
-                      str(info.get("device", "cpu")))
-    clean = Prediction(np.asarray(info["top_classes"], np.int64), np.asarray(info["top_probs"], np.float64))
-    opened = OpenedImage(str(info.get("image_path") or info["image_name"]), info["image_name"],
-                         (image.shape[1], image.shape[0]), session.source_png, image, model, clean)
-    target = info["label"] if info["targeted"] else None
-    params = GSEParams().replace(**info["params"])
-    spec = RunSpec(opened.path, info["model_spec"], model.device, target, params, None,
-                   int(info.get("threads", 1)), int(info.get("seed", 0)))
-    run = RunDescription(spec, model, image, int(info["label"]), clean, bool(info["targeted"]), params,
-                         info.get("preset"), dict(info.get("versions") or {}))
-    return opened, run, _cam_state(info.get("cam"), session, history)
-
-
-def _cam_state(saved: object, session: Session, history) -> CamState:
-    saved = saved if isinstance(saved, dict) else {}
-    cam = CamState(top_percent=int(saved.get("top_percent") or 20), opacity=float(saved.get("opacity", 0.6)))
-    shown = saved.get("shown_cam")
-    if session.cam is not None and isinstance(shown, dict):
-        key = CamKey(str(shown["image"]), int(shown["class_index"]), str(shown["method"]), str(shown["layer"]))
-        cam.cache[key] = session.cam
-        cam.shown = cam.selection = key
-    scores = saved.get("interpretability_score") or {}
-    if scores and history.result is not None:
-        values = [math.nan if scores.get(str(p)) is None else float(scores[str(p)]) for p in IS_PERCENTILES]
-        cam.final = Final.from_delta(session.image, np.asarray(history.result.delta[0]), values)
-    return cam

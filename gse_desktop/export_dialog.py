@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -9,7 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QListWidget, QListWidgetItem, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
-from gse_algo import figures
+from gse_algo import animation, figures
 from gse_desktop.export import CHOSEN, SHOWN
 from gse_desktop.session import SUFFIX
 
@@ -31,7 +32,7 @@ def build_menu(actions) -> None:
 
     open_image = add(menu, "Open image…", w.controls._browse_image, QKeySequence.StandardKey.Open)
     open_session = add(menu, "Open session…", lambda: _open_session(actions), "Ctrl+Shift+O")
-    save_session = add(menu, "Save session…", lambda: _save_session(actions), QKeySequence.StandardKey.Save)
+    save_session = add(menu, "Save session…", lambda: save_session_dialog(actions), QKeySequence.StandardKey.Save)
     menu.addSeparator()
     sub = menu.addMenu("Export")
     add(sub, "Current view as PNG/SVG…", lambda: _export_view(actions))
@@ -57,15 +58,16 @@ def _save_path(parent: QWidget, title: str, name: str, filters: str) -> str:
 def _open_session(actions) -> None:
     path, _ = QFileDialog.getOpenFileName(actions.window, "Open session", "", SESSION_FILTER)
     if path:
-        actions.open_session(path)
+        actions.window.open_session(path)
 
 
-def _save_session(actions) -> None:
+def save_session_dialog(actions, then: Callable[[], None] | None = None) -> None:
+    """Ask for a file name and save the session there in the file worker; `then` runs once it is saved."""
     info = actions.info()
     name = Path(info["image_name"]).stem + SUFFIX if info else "session" + SUFFIX
     path = _save_path(actions.window, "Save session", name, SESSION_FILTER)
     if path:
-        actions.save_session(path)
+        actions.save_session(path, wait=False, then=then)
 
 
 def _export_view(actions) -> None:
@@ -87,11 +89,12 @@ def _export_figure(actions) -> None:
 
 
 def _export_animation(actions) -> None:
-    chosen = _options_and_path(actions, AnimationDialog(actions.state.history.steps, actions.window),
-                               "Save animation", "iterations")
+    chosen = _options_and_path(actions, AnimationDialog(actions.state.history.steps, actions.state.cam.map is not None,
+                                                        actions.window), "Save animation", "iterations")
     if chosen:
         options, path = chosen
-        actions.export_animation(path, options["step"], options["every"], options["fps"], wait=False)
+        actions.export_animation(path, options["step"], options["every"], options["fps"], panels=options["panels"],
+                                 wait=False)
 
 
 def _options_and_path(actions, dialog: QDialog, title: str, stem: str) -> tuple[dict, str] | None:
@@ -125,19 +128,34 @@ class ViewDialog(QDialog):
         return self.view_combo.currentText(), self.width_spin.value()
 
 
+class PanelList(QListWidget):
+    """Panels to draw: checked ones, in the order shown (drag to reorder)."""
+
+    def __init__(self, checked: tuple[str, ...], disabled: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        for name in figures.PANELS:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in checked else Qt.CheckState.Unchecked)
+            if name in disabled:
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
+                item.setToolTip("needs a computed CAM")
+            self.addItem(item)
+
+    def checked(self) -> list[str]:
+        items = [self.item(i) for i in range(self.count())]
+        return [i.text() for i in items
+                if i.checkState() == Qt.CheckState.Checked and i.flags() & Qt.ItemFlag.ItemIsEnabled]
+
+
 class FigureDialog(QDialog):
     """Panels (checked, drag to reorder), the iteration, dpi and format of the composite figure."""
 
     def __init__(self, has_result: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Composite figure")
-        self.panel_list = QListWidget()
-        self.panel_list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
-        for name in figures.PANELS:
-            item = QListWidgetItem(name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if name in figures.DEFAULT_PANELS else Qt.CheckState.Unchecked)
-            self.panel_list.addItem(item)
+        self.panel_list = PanelList(figures.DEFAULT_PANELS)
         self.shown = QRadioButton("the shown iteration", checked=True)
         self.chosen = QRadioButton("the engine's chosen result", enabled=has_result)
         group = QButtonGroup(self)
@@ -150,32 +168,33 @@ class FigureDialog(QDialog):
                      ("dpi", self.dpi_spin), ("Format", self.format_combo)])
 
     def options(self) -> dict:
-        items = [self.panel_list.item(i) for i in range(self.panel_list.count())]
-        return {"panels": [i.text() for i in items if i.checkState() == Qt.CheckState.Checked],
+        return {"panels": self.panel_list.checked(),
                 "which": CHOSEN if self.chosen.isChecked() else SHOWN, "dpi": self.dpi_spin.value(),
                 "suffix": "." + self.format_combo.currentText().lower()}
 
 
 class AnimationDialog(QDialog):
-    """One search step or all, every Nth iteration, GIF or a strip of frames."""
+    """The panels (checked, drag to reorder), one search step or all, every Nth iteration, GIF or a strip."""
 
-    def __init__(self, steps: list[int], parent: QWidget | None = None) -> None:
+    def __init__(self, steps: list[int], has_cam: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Animation")
+        self.panel_list = PanelList(animation.DEFAULT_PANELS, () if has_cam else ("cam",))
         self.step_combo = QComboBox()
         self.step_combo.addItem("all search steps", None)
         for step in steps:
-            self.step_combo.addItem(f"search step {step}", step)
+            self.step_combo.addItem(f"search step {step + 1}", step)  # counted from 1, as everywhere
         self.every_spin = QSpinBox(minimum=1, maximum=10000, value=10, prefix="every ")
         self.fps_spin = QSpinBox(minimum=1, maximum=60, value=5, suffix=" frames/s")
         self.kind_combo = QComboBox()
         self.kind_combo.addItem("animated GIF", ".gif")
         self.kind_combo.addItem("strip of frames (PNG)", ".png")
-        _fill(self, [("Search step", self.step_combo), ("Iterations", self.every_spin), ("Speed", self.fps_spin),
-                     ("Output", self.kind_combo)])
+        _fill(self, [("Panels", self.panel_list), ("Search step", self.step_combo), ("Iterations", self.every_spin),
+                     ("Speed", self.fps_spin), ("Output", self.kind_combo)])
 
     def options(self) -> dict:
-        return {"step": self.step_combo.currentData(), "every": self.every_spin.value(),
+        return {"panels": self.panel_list.checked(), "step": self.step_combo.currentData(),
+                "every": self.every_spin.value(),
                 "fps": self.fps_spin.value(), "suffix": self.kind_combo.currentData()}
 
 

@@ -1,21 +1,54 @@
-"""Long file work (composite figures, animations) in a process of its own, so the window never freezes.
+"""Long file work (sessions, composite figures, animations) in a process of its own, so the window never freezes.
 
-The window prepares the data (NumPy arrays and strings, cheap) and hands it to a one-process pool started with
-`spawn`; the drawing (matplotlib, Pillow) and the writing happen there. `FileWorker.poll`, called from a GUI timer,
-reports each finished job to its callback. The job functions are module-level so that they pickle; with
-`wait=True` the callers run them in-process instead (scripts and tests).
+The window prepares the data (NumPy arrays, records and strings) and hands it to a one-process pool started with
+`spawn`; the drawing (matplotlib, Pillow), the session packing and checking, and the writing happen there.
+`FileWorker.poll`, called from a GUI timer, reports each job's progress and, once finished, its outcome to its
+callbacks. A job reports progress with `report(fraction)`, which also stops it (raising session.Cancelled) once
+`FileWorker.cancel` was asked for it. The job functions are module-level so that they pickle; with `wait=True` the
+callers run them in-process instead (scripts and tests), where `report` does nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import queue
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
+from gse_algo import animation, figures
+from gse_desktop.session import Cancelled, Session, load_session, save_session
 
-from gse_algo import figures
+_channel: dict = {}  # in the worker process: the progress queue, the cancelled job's token, the running job's token
+
+
+def _init_worker(progress, cancelled) -> None:
+    _channel.update(progress=progress, cancelled=cancelled, token=None)
+
+
+def _run(token: int, job: Callable, args: tuple):
+    _channel["token"] = token
+    return job(*args)
+
+
+def report(fraction: float) -> None:
+    """The running job's progress (in the worker process; nothing elsewhere); Cancelled once it was cancelled."""
+    token = _channel.get("token")
+    if token is None:
+        return
+    if _channel["cancelled"].value == token:
+        raise Cancelled
+    _channel["progress"].put((token, float(fraction)))
+
+
+def write_session(path: str, session: Session) -> str:
+    save_session(path, session, report)
+    return f"session saved to {path}"
+
+
+def read_session(path: str) -> Session:
+    return load_session(path, report)
 
 
 def write_figure(data: figures.FigureData, panels: list[str], path: str, dpi: int, metadata: dict) -> str:
@@ -24,18 +57,15 @@ def write_figure(data: figures.FigureData, panels: list[str], path: str, dpi: in
     return f"figure ({', '.join(panels)}) saved to {path}"
 
 
-def write_animation(x: np.ndarray, frames: list[tuple[np.ndarray, np.ndarray, str]], path: str, fps: float,
-                    columns: int, metadata: dict) -> str:
-    """A GIF (.gif, each frame labelled) or a strip (.png/.svg/.pdf, labels as titles) of (delta, mask, label)."""
+def write_animation(frames: list[animation.FrameData], panels: list[str], path: str, fps: float, columns: int,
+                    metadata: dict) -> str:
+    """A GIF (.gif, each frame labelled) or a strip (.png/.svg/.pdf, labels as titles) of the chosen panels."""
     gif = Path(path).suffix.lower() == ".gif"
-    limit = max(float(np.abs(figures.signed_perturbation(delta)).max()) for delta, _, _ in frames)
-    scale = max(1, 256 // x.shape[1])
-    pictures = [figures.render_frame(x, delta, mask, limit=limit, label=label if gif else "", scale=scale)
-                for delta, mask, label in frames]
+    pictures = animation.render_frames(frames, panels, labels=gif, progress=report)
     if gif:
-        figures.save_gif(pictures, path, fps)
+        animation.save_gif(pictures, path, fps)
     else:
-        strip = figures.frame_strip(pictures, [label for _, _, label in frames], columns=columns)
+        strip = animation.frame_strip(pictures, [frame.label for frame in frames], columns=columns)
         figures.save_figure(strip, path, dpi=150, metadata=metadata)
     return f"{len(frames)} frames saved to {path}"
 
@@ -45,20 +75,44 @@ class FileWorker:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._jobs: list[tuple[Future, Callable[[Future], None]]] = []
+        self._context = multiprocessing.get_context("spawn")
+        self._progress = self._context.Queue()
+        self._cancelled = self._context.Value("q", 0)
+        self._tokens = itertools.count(1)
+        self._jobs: list[tuple[int, Future, Callable[[Future], None], Callable[[float], None] | None]] = []
 
     @property
     def busy(self) -> bool:
         return bool(self._jobs)
 
-    def submit(self, job: Callable, *args: object, on_done: Callable[[Future], None]) -> None:
+    def submit(self, job: Callable, *args: object, on_done: Callable[[Future], None],
+               on_progress: Callable[[float], None] | None = None) -> int:
+        """Queue `job(*args)`; returns its token (for `cancel`)."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        self._jobs.append((self._pool.submit(job, *args), on_done))
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_init_worker,
+                                             initargs=(self._progress, self._cancelled))
+        token = next(self._tokens)
+        self._jobs.append((token, self._pool.submit(_run, token, job, args), on_done, on_progress))
+        return token
+
+    def cancel(self, token: int) -> None:
+        """Stop job `token` at its next progress report (one not started yet never starts)."""
+        self._cancelled.value = token
+        for entry in self._jobs:
+            if entry[0] == token:
+                entry[1].cancel()
 
     def poll(self) -> None:
-        while self._jobs and self._jobs[0][0].done():
-            future, on_done = self._jobs.pop(0)
+        callbacks = {token: on_progress for token, _, _, on_progress in self._jobs}
+        while True:
+            try:
+                token, fraction = self._progress.get_nowait()
+            except queue.Empty:
+                break
+            if callbacks.get(token) is not None:
+                callbacks[token](fraction)
+        while self._jobs and self._jobs[0][1].done():
+            _, future, on_done, _ = self._jobs.pop(0)
             on_done(future)
 
     def shutdown(self) -> None:
@@ -67,3 +121,12 @@ class FileWorker:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._jobs = []
+
+
+def outcome(future: Future) -> tuple[object, BaseException | None]:
+    """(result, None), or (None, the error) for a failed job, or (None, Cancelled()) for a cancelled one."""
+    if future.cancelled():
+        return None, Cancelled()
+    error = future.exception()
+    return (None, error) if error is not None else (future.result(), None)
+

@@ -17,6 +17,7 @@ Storage per snapshot (see `RunHistory.nbytes`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ from gse_algo.snapshot import GSEResult, Snapshot, StepRecord
 SERIES = ("cw_loss", "l2", "acp", "anc", "margin")
 # the per-image values kept from each snapshot (derived ones are added by `derived`)
 SCALARS = ("lambda_b", "margin", "cw_loss", "l2", "pred", "top_classes", "top_probs", "success", "active")
+PROGRESS_EVERY = 64  # snapshots rebuilt between two progress reports
+DERIVED = ("acp", "anc", "d20")  # computed by the engine process (`derived`); saved, so a reopened run needs no torch
 
 
 def derived(snap: Snapshot) -> dict[str, np.ndarray]:
@@ -252,11 +255,14 @@ class RunHistory:
                 "support_sizes": np.array([len(s) for s in supports], np.int64),
                 "support_pixels": np.concatenate(supports), "values": np.concatenate([p.values for p in packed]),
                 "log10_lambda": np.stack(shared["lambda"]), "frozen_bits": frozen_bits,
-                **{f"scalar_{name}": np.stack([p.scalars[name] for p in packed]) for name in SCALARS}}
+                **{f"scalar_{name}": np.stack([p.scalars[name] for p in packed]) for name in SCALARS + DERIVED}}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "RunHistory":
-        """The history that `to_arrays` described; KeyError / ValueError / IndexError for inconsistent arrays."""
+    def from_arrays(cls, arrays: dict[str, np.ndarray],
+                    progress: Callable[[float], None] | None = None) -> "RunHistory":
+        """The history that `to_arrays` described; KeyError / ValueError / IndexError for inconsistent arrays.
+        Arrays without the DERIVED metrics (older sessions) have them computed again (this imports torch).
+        `progress(fraction)` is called every PROGRESS_EVERY snapshots."""
         from gse_algo.snapshot import SparseDelta
 
         history = cls()
@@ -279,6 +285,8 @@ class RunHistory:
         scalars = {k[len("scalar_"):]: v for k, v in arrays.items() if k.startswith("scalar_")}
         if any(len(v) != n or v.shape[1:2] != (b,) for v in scalars.values()):
             raise ValueError("the trace's per-iteration values do not match its snapshots")
+        saved = {name: scalars.pop(name) for name in DERIVED if name in scalars}
+        saved = saved if len(saved) == len(DERIVED) else None
 
         def pick(items: list, i: int, what: str):
             if not 0 <= i < len(items):
@@ -294,9 +302,12 @@ class RunHistory:
             if vals.shape != (len(pixels), c):
                 raise ValueError("the trace's perturbation values do not match its supports")
             frozen = None if arrays["frozen"][k] < 0 else pick(frozens, int(arrays["frozen"][k]), "frozen region")
-            history.add(Snapshot(int(arrays["step"][k]), int(arrays["iteration"][k]), int(arrays["phase"][k]),
-                                 SparseDelta(shape, pixels, vals), pick(lambdas, int(arrays["lambda"][k]), "lambda map"),
-                                 frozen, sigma_b=unknown, l2_term=unknown, **{name: v[k] for name, v in scalars.items()}))
+            snap = Snapshot(int(arrays["step"][k]), int(arrays["iteration"][k]), int(arrays["phase"][k]),
+                            SparseDelta(shape, pixels, vals), pick(lambdas, int(arrays["lambda"][k]), "lambda map"),
+                            frozen, sigma_b=unknown, l2_term=unknown, **{name: v[k] for name, v in scalars.items()})
+            history.add(snap, None if saved is None else {name: v[k] for name, v in saved.items()})
+            if progress is not None and k % PROGRESS_EVERY == 0:
+                progress(k / n)
         if offset != len(values):
             raise ValueError("the trace holds more perturbation values than its supports")
         return history

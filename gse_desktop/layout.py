@@ -4,7 +4,8 @@ The image views, the readout and the timeline are the central widget; everything
 move, tabify, float or close (View > Panels). Run/Pause/Step/Stop sit in a toolbar, so they are reachable whatever
 panel is shown. The default arrangement: Setup and Parameters on the left (tabbed in a short window, one above the
 other in a tall one), Metrics and CAM comparison tabbed at the bottom, with Classes and Search steps as two more
-tabs in a narrow window or beside them in a wide one. The arrangement is saved in the settings (QMainWindow.saveState) when the window closes and restored at start.
+tabs in a narrow window or beside them in a wide one. The arrangement is saved in the settings
+(QMainWindow.saveState) when the window closes and restored at start.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ REDRAW_MS, so a burst of snapshots costs one redraw.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,8 @@ class MainWindow(QMainWindow):
         self.docks = Docks(self, {"setup": ("Setup", scrolled(self.controls)),
                                   "params": ("Parameters", scrolled(self.controls.params_box)),
                                   "metrics": ("Metrics", self.plots), "cam": ("CAM comparison", self.cam_panel),
-                                  "classes": ("Classes", self.top_table), "search": ("Search steps", self.search_table)},
+                                  "classes": ("Classes", self.top_table),
+                                  "search": ("Search steps", self.search_table)},
                            self.controls.run_buttons)
 
     def _wire(self) -> None:
@@ -191,11 +193,38 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
+    # -- unsaved runs ----------------------------------------------------------------------------------------------
+    def ask_unsaved(self, action: str) -> str:
+        """'save', 'discard' or 'cancel': what to do with the unsaved run before `action` (tests replace this)."""
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(self, "GSE Desktop", f"The run shown is not saved. Save it before {action}?",
+                                      buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
+
+    def after_unsaved(self, action: str, proceed: Callable[[], None]) -> None:
+        """`proceed` at once when nothing unsaved would be lost, else as the user answers: after the session is
+        saved (Save), at once (Discard) or never (Cancel, or the save dialog cancelled)."""
+        if not self.state.unsaved:
+            proceed()
+            return
+        answer = self.ask_unsaved(action)
+        if answer == "discard":
+            proceed()
+        elif answer == "save":
+            from gse_desktop.export_dialog import save_session_dialog
+
+            save_session_dialog(self.files, then=proceed)
+
     # -- image and run -------------------------------------------------------------------------------------------
     @Slot(str)
     def open_image(self, path: str) -> None:
         """Ask for a new image; the views switch when the engine has decoded it (a bad file changes nothing)."""
-        self.state.open_image(path, self.controls.model_spec(), self.controls.device_combo.currentText())
+        self.after_unsaved("opening another image", lambda: self.state.open_image(
+            path, self.controls.model_spec(), self.controls.device_combo.currentText()))
+
+    def open_session(self, path: str) -> None:
+        """Open a session file in the file worker (asking first about an unsaved run)."""
+        self.after_unsaved("opening a session", lambda: self.files.open_session(path, wait=False))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -206,12 +235,16 @@ class MainWindow(QMainWindow):
         if urls:
             path = urls[0]
             if path.endswith(".gses"):
-                self.files.open_session(path)
+                self.open_session(path)
             else:
                 self.open_image(path)
 
     @Slot()
     def start_run(self) -> None:
+        """Run the attack with the shown settings (asking first about an unsaved run)."""
+        self.after_unsaved("running the attack again", self._run_now)
+
+    def _run_now(self) -> None:
         image = self.state.image
         if image is None:
             self.show_error("open an image first")
@@ -361,7 +394,8 @@ class MainWindow(QMainWindow):
         s = self.state
         parts = [s.image.name if s.image else None, s.run.model.name if s.run else None,
                  Path(s.session_path).name if s.session_path else None]
-        return " — ".join([p for p in parts if p] + ["GSE Desktop"])
+        self.setWindowModified(s.unsaved)
+        return " — ".join([p for p in parts if p] + ["GSE Desktop[*]"])
 
     # -- drawing -------------------------------------------------------------------------------------------------
     def _mark_dirty(self) -> None:
@@ -396,12 +430,21 @@ class MainWindow(QMainWindow):
         self._redraw()
 
     # -- settings and closing ------------------------------------------------------------------------------------
+    def _close_later(self) -> None:
+        self.state.discard_unsaved()  # saved or discarded: nothing is left to ask about
+        QTimer.singleShot(0, self.close)
+
     def _save_settings(self) -> None:
         self.controls.save(self.settings)
         self.docks.save(self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """The window goes at once; the engine process is shut down (a run stops at its next iteration)."""
+        """After the question about an unsaved run, the window goes at once; the engine process is shut down (a
+        run stops at its next iteration)."""
+        if self.state.unsaved:
+            event.ignore()  # closed again once the run is saved or discarded, or not at all (Cancel)
+            self.after_unsaved("quitting", self._close_later)
+            return
         self._save_settings()
         self.settings.sync()
         self.redraw_timer.stop()

@@ -2,8 +2,9 @@
 
 Qt-free: it reads and writes a RunHistory, the engine's result record and plain dicts. Members:
 - session.json: FORMAT, VERSION, what was run (the `info` dict below) and the result's scalar fields;
-- arrays.npz: the model input image the views show, the trace (`RunHistory.to_arrays`, prefix "trace_") and the
-  result's arrays (prefix "result_" / "steps_" for the per-search-step records); numeric dtypes only;
+- arrays.npz: the model input image the views show, the trace (`RunHistory.to_arrays`, prefix "trace_"), the
+  result's arrays (prefix "result_" / "steps_" for the per-search-step records) and the integers of the finalized
+  8- and 16-bit files ("file_8bit" uint8, "file_16bit" uint16, [3,H,W], when the run made them); numeric dtypes only;
 - image.png: the opened image file's pixels as a lossless 16-bit PNG, so the run can be repeated without it.
 
 `info` holds: image_name, image_path, model_spec, model_name, class_names, targeted, label, clean_class,
@@ -18,7 +19,8 @@ import json
 import math
 import os
 import zipfile
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,6 +56,15 @@ class SessionError(Exception):
     """A session file that cannot be written or read; the text is one readable line."""
 
 
+class Cancelled(Exception):
+    """Raised by a `progress` callback to stop reading or writing a session (or another long file job): nothing is
+    returned and no file is written."""
+
+
+Progress = Callable[[float], None]  # called with the share done; it may raise Cancelled
+FILE_ARRAYS = {8: ("file_8bit", np.uint8), 16: ("file_16bit", np.uint16)}
+
+
 @dataclass
 class Session:
     """One saved run. `image` is the float32 [H,W,3] model input the views show; `source_png` the opened file."""
@@ -63,35 +74,46 @@ class Session:
     source_png: bytes
     info: dict
     cam: np.ndarray | None = None  # the CAM shown when it was saved, float32 [H,W]
+    files: dict[int, np.ndarray] = field(default_factory=dict)  # bits -> the finalized file's integers [3,H,W]
 
 
-def save_session(path: str | os.PathLike, session: Session) -> Path:
-    """Write the session to `path` atomically (an existing file is replaced only once the new one is complete)."""
+def save_session(path: str | os.PathLike, session: Session, progress: Progress | None = None) -> Path:
+    """Write the session to `path` atomically (an existing file is replaced only once the new one is complete);
+    `progress` hears of each stage."""
+    report = progress or (lambda _: None)
     arrays = {"image": np.asarray(session.image, np.float32)}
     if session.cam is not None:
         arrays["cam"] = np.asarray(session.cam, np.float32)
+    arrays.update({name: np.asarray(session.files[bits], dtype) for bits, (name, dtype) in FILE_ARRAYS.items()
+                   if bits in session.files})
     arrays.update({f"trace_{k}": v for k, v in session.history.to_arrays().items()})
+    report(0.2)
     result = session.history.result
     meta = {"format": FORMAT, "version": VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(), "info": session.info, "result": None}
     if result is not None:
         arrays.update(_result_arrays(result))
         meta["result"] = {name: getattr(result, name) for name in _RESULT_SCALARS}
+    packed = npz_bytes(arrays)
+    report(0.9)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("session.json", json_bytes(meta), compress_type=zipfile.ZIP_DEFLATED)
-        zf.writestr("arrays.npz", npz_bytes(arrays))  # already compressed
+        zf.writestr("arrays.npz", packed)  # already compressed
         zf.writestr("image.png", session.source_png)
+    report(1.0)  # the last chance to cancel: the file is there once it returns
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_session(path: str | os.PathLike) -> Session:
+def load_session(path: str | os.PathLike, progress: Progress | None = None) -> Session:
     """Read a session file; SessionError with a one-line reason for anything that is not a complete, valid session.
 
     Nothing is decompressed or allocated before its size is checked (LIMITS, gse_algo.safe_zip), and the whole
-    session (types, shapes, ranges, class indices, finite values) is checked before it is returned.
+    session (types, shapes, ranges, class indices, finite values) is checked before it is returned. `progress`
+    hears of each stage and of the trace being rebuilt; Cancelled raised by it passes through.
     """
     path = Path(path)
+    report = progress or (lambda _: None)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise SessionError(f"{path.name}: the session file is larger than {MAX_FILE_BYTES >> 20} MiB")
@@ -104,8 +126,9 @@ def load_session(path: str | os.PathLike) -> Session:
             arrays = read_npz(read_member(zf, "arrays.npz", LIMITS["arrays.npz"]), MAX_ARRAY_BYTES,
                               MAX_ARRAYS_BYTES)
             source_png = read_member(zf, "image.png", LIMITS["image.png"])
-        return _build(meta, arrays, source_png)
-    except SessionError:
+        report(0.2)
+        return _build(meta, arrays, source_png, lambda f: report(0.2 + 0.8 * f))
+    except (SessionError, Cancelled):
         raise
     except FileNotFoundError:
         raise SessionError(f"{path}: no such file") from None
@@ -138,7 +161,7 @@ def _check_meta(path: Path, meta: object) -> None:
             raise SessionError(f"{path.name}: damaged session file (info.{key} missing or not a {kind.__name__})")
 
 
-def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes) -> Session:
+def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes, progress: Progress) -> Session:
     info = meta["info"]
     params = check_info(info)
     image = arrays.get("image")
@@ -146,7 +169,8 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes) -> Sess
         raise ValueError(f"the image array is missing or not float32 [H,W,3] "
                          f"({None if image is None else (image.shape, str(image.dtype))})")
     check_arrays(arrays, len(info["class_names"]), params, image.shape[:2])
-    history = RunHistory.from_arrays({k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")})
+    history = RunHistory.from_arrays({k[len("trace_"):]: v for k, v in arrays.items() if k.startswith("trace_")},
+                                     progress)
     if not len(history):
         raise ValueError("the session holds no iterations")
     if history.shape[-2:] != image.shape[:2]:
@@ -156,7 +180,8 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes) -> Sess
         raise ValueError(f"the CAM has shape {cam.shape}, the image {image.shape[:2]}")
     if meta.get("result") is not None:
         history.set_result(_result(arrays, meta["result"], image.shape[:2]))
-    return Session(history, image, source_png, info, cam)
+    files = {bits: arrays[name] for bits, (name, _) in FILE_ARRAYS.items() if name in arrays}
+    return Session(history, image, source_png, info, cam, files)
 
 
 def check_info(info: dict) -> GSEParams:
@@ -238,6 +263,12 @@ def check_arrays(arrays: dict[str, np.ndarray], n_classes: int, params: GSEParam
     b, c, h, w = (int(v) for v in shape)
     if c != 3 or (h, w) != tuple(size) or not 1 <= b <= MAX_BATCH:
         raise ValueError(f"the trace's shape {[b, c, h, w]} does not fit the image {list(size)}")
+    for name, low in (("trace_scalar_acp", 0), ("trace_scalar_anc", 0), ("trace_scalar_d20", -1)):
+        if name in arrays and not _indices_in(arrays[name], low, h * w + 1):  # counts of pixels, clusters, patches
+            raise ValueError(f"array {name} holds counts outside {low}..{h * w}")
+    for name, dtype in FILE_ARRAYS.values():
+        if name in arrays and (arrays[name].dtype != dtype or arrays[name].shape != (3, h, w)):
+            raise ValueError(f"array {name} is not {np.dtype(dtype).name} [3, {h}, {w}]")
     pixels = b * h * w
     for name, tail in (("trace_log10_lambda", (b, h, w)), ("trace_frozen_bits", ((pixels + 7) // 8,))):
         if name not in arrays or arrays[name].ndim != 1 + len(tail) or arrays[name].shape[1:] != tail:

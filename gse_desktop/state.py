@@ -107,7 +107,8 @@ class AppState:
         self.follow = True
         self.cam = CamState()
         self.runs: list[KeptRun] = []
-        self.session_path: str | None = None  # the session file the shown run came from
+        self.session_path: str | None = None  # the session file the shown run came from (or was saved to)
+        self.unsaved = False  # a run ended here and has not been saved since: discarding it asks first
         self.status, self.message = IDLE, ""
         self.run_id: int | None = None
         self.spec: RunSpec | None = None  # what the current/last Run asked for
@@ -134,14 +135,14 @@ class AppState:
 
     def show_session(self, image: OpenedImage, run: RunDescription, history: RunHistory,
                      cam: tuple[CamState, str | None], path: str, shown: tuple[int, int] | None,
-                     record: dict | None = None) -> None:
+                     record: dict | None = None, files: dict[int, np.ndarray] | None = None) -> None:
         """Switch to a reopened session in one step (it was read and checked completely before)."""
         if self.active:
             self.stop()
         self._clear_run()
         self._opening = None  # an image asked for before (at start-up, say) no longer replaces the session
         self.image, self.run, self.history, self.runs, self.session_path = image, run, history, [], path
-        self.cam, self.record = cam[0], record or {}
+        self.cam, self.record, self.files = cam[0], record or {}, dict(files or {})
         self.follow = False
         self.cursor = shown if shown is not None and self._valid(*shown) else self._chosen_position()
         self._set_status(FINISHED if history.result is not None else STOPPED, cam[1] or f"session {path}")
@@ -157,6 +158,17 @@ class AppState:
         self.run, self.history, self.cursor, self.follow, self.cam = None, RunHistory(), None, True, CamState()
         self.record, self.files = {}, {}
         self.run_id = None
+        self.unsaved = False
+
+    def discard_unsaved(self) -> None:
+        """The user chose to drop the unsaved run (quitting)."""
+        self.unsaved = False
+        self.events.emit("status")
+
+    def mark_saved(self, path: str) -> None:
+        """The shown run is now in the session file `path`."""
+        self.unsaved, self.session_path = False, path
+        self.events.emit("status")
 
     # -- runs ----------------------------------------------------------------------------------------------------
     @property
@@ -214,8 +226,10 @@ class AppState:
     def _ended(self, status: str, message: str) -> None:
         self._pause_clock()
         self.run_id = None if status != FINISHED else self.run_id
+        ran = self.run is not None and len(self.history) > 0
+        self.unsaved = self.unsaved or ran
         self._set_status(status, message)
-        if self.run is not None and len(self.history):
+        if ran:
             self.runs = [*self.runs, KeptRun(self.run, self.history)][-MAX_KEPT_RUNS:]
             self._start_cam()
         self.events.emit("result")

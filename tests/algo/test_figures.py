@@ -1,4 +1,4 @@
-"""Composite figure, colour scales, saving with provenance, animation frames, GIF and frame strip."""
+"""Composite figure, colour scales, saving with provenance, the amplified difference."""
 
 from __future__ import annotations
 
@@ -96,53 +96,6 @@ def test_unwritable_figure_path_gives_error_and_no_file(tmp_path):
     with pytest.raises(OSError, match="cannot write .*fig.png"):
         figures.save_figure(fig, target)
     assert not target.parent.exists()
-
-
-def test_render_frame_layout_and_colours():
-    x = np.full((3, 4, 5), 0.5)
-    delta = np.zeros((3, 4, 5))
-    delta[:, 1, 1] = 0.1
-    delta[:, 2, 3] = -0.1
-    frame = figures.render_frame(x, delta, scale=2)
-    assert frame.dtype == np.uint8 and frame.shape == (8, 2 * (3 * 5 + 2 * 2), 3)
-    perturbation = frame[::2, ::2][:, 5 + 2:5 + 2 + 5].astype(int)  # the middle third, at scale 1
-    red, blue = perturbation[1, 1], perturbation[2, 3]
-    assert red[0] > red[2] + 50 and blue[2] > blue[0] + 50
-    mask = frame[::2, ::2][:, -5:]
-    assert mask[1, 1].tolist() == [0, 0, 0] and mask[0, 0].tolist() == [255, 255, 255]
-    labelled = figures.render_frame(x, delta, label="step 0, iteration 1")
-    assert labelled.shape[0] == 4 + 16
-
-
-def test_select_frames():
-    assert figures.select_frames(10, 3) == [0, 3, 6, 9]
-    assert figures.select_frames(12, 5) == [0, 5, 10, 11]
-    assert figures.select_frames(0, 5) == []
-    with pytest.raises(ValueError):
-        figures.select_frames(5, 0)
-
-
-def test_gif_has_one_frame_per_state(tmp_path):
-    x = RNG.random((3, 8, 8))
-    frames = []
-    for j in range(7):
-        delta = np.zeros_like(x)
-        delta[:, : j + 1, :2] = 0.05
-        frames.append(figures.render_frame(x, delta, limit=0.05, label=f"iteration {j}", scale=3))
-    path = figures.save_gif(frames, tmp_path / "run.gif", fps=4)
-    with Image.open(path) as gif:
-        assert gif.n_frames == 7
-        assert gif.size == (frames[0].shape[1], frames[0].shape[0])
-        assert gif.info["duration"] == 250
-    assert os.listdir(tmp_path) == ["run.gif"]
-
-
-def test_frame_strip_shows_every_selected_frame():
-    frames = [np.full((6, 9, 3), 40 * i, dtype=np.uint8) for i in range(6)]
-    chosen = figures.select_frames(len(frames), 2)
-    fig = figures.frame_strip([frames[i] for i in chosen], [f"it {i}" for i in chosen], columns=2)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert [ax.get_title() for ax in shown] == ["it 0", "it 2", "it 4", "it 5"]  # the last one always shown
 
 
 def test_amplified_difference_dims_the_image_and_lifts_the_perturbation_by_a_round_gain():

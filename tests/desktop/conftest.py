@@ -112,6 +112,8 @@ def make_window(qtbot, engine, settings_path, image=None, **options):
     w = MainWindow(settings, engine=engine, image=image, **options)
     w.messages = []
     w.show_error = w.messages.append
+    w.questions = []  # the unsaved-run question: recorded and answered "discard" (tests that mind replace it)
+    w.ask_unsaved = lambda action: (w.questions.append(action), "discard")[1]
     qtbot.addWidget(w)
     return w
 

@@ -141,7 +141,7 @@ def test_cancelled_dialogs_do_nothing(done, tmp_path, monkeypatch):
     monkeypatch.setattr(QDialog, "exec", lambda self: QDialog.DialogCode.Accepted)
     text, before = done.message.text(), sorted(tmp_path.rglob("*"))
     for action in (export_dialog._export_figure, export_dialog._export_animation, export_dialog._export_view,
-                   export_dialog._export_data, export_dialog._save_session):
+                   export_dialog._export_data, export_dialog.save_session_dialog):
         action(done.files)
     monkeypatch.setattr(QDialog, "exec", lambda self: QDialog.DialogCode.Rejected)
     export_dialog._export_figure(done.files)
@@ -198,7 +198,7 @@ def test_the_menu_draws_figures_and_animations_in_the_file_worker(qtbot, done, t
     assert done.files.export_figure(tmp_path / "w.png", wait=False)
     assert done.files.export_animation(tmp_path / "w.gif", None, 5, wait=False)
     assert done.files.export_figure(tmp_path / "no" / "dir" / "w.png", wait=False)  # fails in the worker
-    assert "saving" in done.message.text()
+    assert "drawing the figure" in done.message.text() and not done.files.progress.isHidden()
     qtbot.waitUntil(lambda: not done.files.worker.busy, timeout=120000)
     with Image.open(tmp_path / "w.png") as image:
         assert image.width > 100
