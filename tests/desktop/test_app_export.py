@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QFileDialog
 
 from conftest import TIMEOUT, finished_run, wait_idle
@@ -293,3 +294,29 @@ def test_an_exported_view_carries_its_colour_bar(done, tmp_path):
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
     for colour in ((0, 0, 128), (128, 0, 0)):  # jet at 0 and at 1: only the bar draws them unblended
         assert (np.abs(pixels - colour).max(axis=1) <= 12).any(), colour
+
+
+def test_the_animation_shows_the_chosen_panels_and_stays_small(done, tmp_path):
+    from gse_algo.animation import PANEL_PX
+
+    step = done.state.history.steps[0]
+    path = tmp_path / "panels.gif"
+    assert done.files.export_animation(path, step, 1, panels=["perturbation", "cam"]), done.messages
+    with Image.open(path) as gif:
+        width, height, n = gif.width, gif.height, gif.n_frames
+    assert 2 * PANEL_PX <= width < 3 * PANEL_PX  # two 16-pixel panels enlarged to PANEL_PX, side by side
+    assert n == done.state.history.n_iterations(step)
+    assert path.stat().st_size < n * width * height / 8  # under a bit a pixel
+    assert done.files.export_animation(tmp_path / "strip.png", step, 5, panels=["lambda", "original"])
+    assert text_chunks(tmp_path / "strip.png")["Panels"] == "lambda,original"
+    assert not done.files.export_animation(tmp_path / "x.gif", step, 1, panels=["histogram"])
+    assert "choose panels" in done.messages[-1]
+
+
+def test_the_animation_dialog_offers_the_panels(done):
+    dialog = export_dialog.AnimationDialog(done.state.history.steps, has_cam=False)
+    assert dialog.options()["panels"] == ["adversarial", "perturbation", "mask"]
+    cam = dialog.panel_list.findItems("cam", Qt.MatchFlag.MatchExactly)[0]
+    cam.setCheckState(Qt.CheckState.Checked)
+    assert "cam" not in dialog.options()["panels"]  # no CAM computed: the panel is offered disabled
+    assert dialog.step_combo.itemText(1) == "search step 1"

@@ -85,3 +85,19 @@ def test_worst_case_memory_within_budget():
     mb = history.nbytes() / 2**20
     print(f"worst case history: {mb:.1f} MB")
     assert mb <= 256
+
+
+def test_the_arrays_keep_the_derived_metrics_and_older_arrays_without_them_still_load():
+    history = RunHistory()
+    pixels = np.array([0, 1, 5 * W + 5])  # a pair and a lone pixel: 3 pixels, 2 clusters
+    values = np.full((3, 3), 0.1, np.float32)
+    lam = np.ones((1, H, W), np.float32)
+    history.add(snapshot(0, 0, pixels, values, lam, None, success=True))
+    arrays = history.to_arrays()
+    assert arrays["scalar_acp"].tolist() == [[3]] and arrays["scalar_anc"].tolist() == [[2]]
+    fractions = []
+    again = RunHistory.from_arrays(arrays, fractions.append)
+    assert again.frame(0, 0).anc[0] == 2 and again.frame(0, 0).d20[0] == arrays["scalar_d20"][0, 0] and fractions
+    older = {k: v for k, v in arrays.items() if k not in ("scalar_acp", "scalar_anc", "scalar_d20")}
+    recomputed = RunHistory.from_arrays(older).frame(0, 0)
+    assert (recomputed.acp[0], recomputed.anc[0], recomputed.d20[0]) == (3, 2, arrays["scalar_d20"][0, 0])

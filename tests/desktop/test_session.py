@@ -220,3 +220,66 @@ def test_a_session_reopens_at_the_iteration_shown_when_saved(qtbot, window, tmp_
     again.redraw_now()
     assert (again.views.frame.step, again.views.frame.iteration) == position
     assert_same(shown(window), shown(again))
+
+
+def test_open_and_save_in_the_file_worker_with_progress(qtbot, window, tmp_path):
+    finished_run(qtbot, window)
+    path = tmp_path / "bg.gses"
+    fractions = []
+    window.files.progress.set_fraction = fractions.append
+    assert window.files.save_session(path, wait=False)
+    assert not window.files.progress.isHidden() and "saving bg.gses" in window.message.text()
+    qtbot.waitUntil(lambda: not window.files.worker.busy, timeout=TIMEOUT)
+    assert path.exists() and window.files.progress.isHidden() and not window.state.unsaved
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
+    again = fresh_window(qtbot, tmp_path)
+    fractions.clear()
+    again.files.progress.set_fraction = fractions.append
+    assert again.files.open_session(path, wait=False)
+    assert again.state.history.result is None  # nothing switches before the whole file is read and checked
+    qtbot.waitUntil(lambda: again.state.session_path == str(path), timeout=TIMEOUT)
+    assert again.messages == [] and len(again.state.history) == len(window.state.history)
+    assert fractions and fractions == sorted(fractions)
+
+
+def test_cancelled_open_and_save_change_nothing_and_write_nothing(qtbot, window, tmp_path):
+    import time
+
+    finished_run(qtbot, window)
+    good = tmp_path / "good.gses"
+    assert window.files.save_session(good)
+    before = sorted(tmp_path.rglob("*"))
+    history = window.state.history
+    files = window.files
+    for start in (lambda: files.open_session(good, wait=False), lambda: files.save_session(tmp_path / "new.gses",
+                                                                                          wait=False)):
+        files.worker.submit(time.sleep, 1.0, on_done=lambda _: None)  # busy: the job below waits its turn
+        start()
+        files.progress.cancel_button.click()
+        qtbot.waitUntil(lambda: not files.worker.busy, timeout=TIMEOUT)
+        assert window.message.text().endswith(": cancelled") and files.progress.isHidden()
+        assert window.state.history is history and window.messages == []
+    assert sorted(tmp_path.rglob("*")) == before  # no session and no temporary file
+
+
+def test_a_session_keeps_the_finalized_files_and_the_engines_metrics(qtbot, window, tmp_path, monkeypatch):
+    finished_run(qtbot, window)
+    path = tmp_path / "files.gses"
+    assert window.files.save_session(path)
+    session = load_session(path)
+    for bits in (8, 16):
+        np.testing.assert_array_equal(session.files[bits], window.state.files[bits])
+    from gse_desktop import history as history_module
+
+    monkeypatch.setattr(history_module, "derived", lambda snap: pytest.fail("the saved metrics are recomputed"))
+    again = fresh_window(qtbot, tmp_path)
+    assert again.files.open_session(path), again.messages
+    for a, b in zip(again.state.history.summaries(), window.state.history.summaries()):
+        assert a.d20.tolist() == b.d20.tolist()
+    step = window.state.history.steps[-1]
+    for which in (window, again):
+        frame = which.state.history.frame(step, 0)
+        assert int(frame.acp[0]) == int(frame.mask[0].sum())
+    out = tmp_path / "data"
+    assert again.files.export_data(out, "chosen"), again.messages
+    assert (out / "adv8.png").exists()  # the reopened run still has the engine's 8-bit file
