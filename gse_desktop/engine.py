@@ -138,7 +138,7 @@ class EngineClient:
             self._stop_deadline = time.monotonic() + self.grace_s
 
     def submit(self, kind: str, payload: dict) -> int:
-        """A model job ('cam' or 'final', see engine_process), run after whatever the engine is doing."""
+        """A job ('cam', 'final' or 'weights', see engine_process), run after whatever the engine is doing."""
         ident = next(self._ids)
         self._send("job", ident, {**payload, "kind": kind})
         return ident

@@ -7,7 +7,8 @@ resume, step, stop and cancel act at once; anything else waits its turn. So grad
 attack uses it, and a hanging or crashing model takes only this process down (the client replaces it).
 
 Events: ready; opened / open_failed; status, prepared, snapshot, finished (result or None when stopped), failed;
-job_progress, job_done, job_failed, job_cancelled.
+job_progress, job_done, job_failed, job_cancelled; weights_missing (after the failure, when a torchvision model's
+weights file is neither in the hub folder nor downloadable: where it belongs).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gse_algo.models import ModelError
 from gse_algo.params import resolve_preset
 from gse_algo.record import build_record
 from gse_algo.runtime import Runtime
+from gse_algo.weights import MissingWeights, catalogue, install
 from gse_desktop.history import derived
 from gse_desktop.records import PREVIEW_SIZE, Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 
@@ -74,7 +76,8 @@ class Engine:
 
     def serve(self) -> None:
         torch.set_grad_enabled(True)
-        self.emit("ready", 0, {"pid": os.getpid(), "versions": versions(), "devices": _devices()})
+        self.emit("ready", 0, {"pid": os.getpid(), "versions": versions(), "devices": _devices(),
+                               "models": catalogue()})
         handlers = {"open": (self.open, "open_failed"), "run": (self.run, "failed"), "job": (self.job, "job_failed")}
         while True:
             command = self.pending.popleft() if self.pending else self._next_command()
@@ -97,6 +100,7 @@ class Engine:
                 if not isinstance(error, USER_ERRORS):
                     traceback.print_exc()  # a bug, not a bad input: keep the details on stderr
                 self.emit(failure, ident, one_line(error))
+                self._missing_weights(ident, error)
             finally:
                 self.run_id = self.job_id = None
 
@@ -145,6 +149,11 @@ class Engine:
                 continue
             self._control(command)
 
+    def _missing_weights(self, ident: int, error: BaseException) -> None:
+        if isinstance(error, MissingWeights):
+            self.emit("weights_missing", ident, {"arch": error.arch, "path": str(error.path),
+                                                 "message": one_line(error)})
+
     # -- models and images ---------------------------------------------------------------------------------------
     def model(self, spec: str, device: str) -> tuple[object, ModelInfo]:
         key = (spec, device)
@@ -173,6 +182,7 @@ class Engine:
             preview = _hwc(images.to_tensor(rgb, (max(1, round(size[1] * scale)), max(1, round(size[0] * scale)))))
             self.emit("opened", ident, OpenedImage(str(path), Path(path).name, size, source, None, None, None,
                                                    one_line(error), preview))
+            self._missing_weights(ident, error)
             return
         x = images.to_tensor(rgb, info.input_size)
         clean = self._predict(loaded, x[None].to(loaded.device))
@@ -245,6 +255,9 @@ class Engine:
     # -- CAM and IS jobs -----------------------------------------------------------------------------------------
     def job(self, job_id: int, payload: dict) -> None:
         self.job_id, self.cancelled = job_id, False
+        if payload["kind"] == "weights":  # a weights file the user picked, checked and put where torchvision looks
+            self.emit("job_done", job_id, str(install(payload["arch"], payload["path"])))
+            return
         loaded, _ = self.model(payload["model_spec"], payload["device"])
         if payload["kind"] == "cam":
             result = self._cam(job_id, loaded, payload)

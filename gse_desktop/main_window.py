@@ -15,7 +15,8 @@ import numpy as np
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QVBoxLayout,
+                               QWidget)
 
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_THREADS, example_images
 from gse_desktop.engine import EngineClient
@@ -91,7 +92,7 @@ class MainWindow(QMainWindow):
         self.pump = EnginePump(self.engine, self.state, self)
         self._pending_target = target
         self._restore(image, model)
-        self._on_status()
+        self._on_engine(self.state.engine_ready)  # a shared engine may be ready already: its devices and models
 
     # -- layout --------------------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -148,7 +149,9 @@ class MainWindow(QMainWindow):
         self.timeline.follow.toggled.connect(s.set_follow)
         for name, slot in (("engine", self._on_engine), ("image", self._on_image), ("run", self._on_run),
                            ("history", self._on_history), ("cursor", self._mark_dirty), ("status", self._on_status),
-                           ("result", self._on_result), ("error", self._on_error)):
+                           ("result", self._on_result), ("error", self._on_error),
+                           ("weights_missing", self._on_weights_missing),
+                           ("weights_installed", self._on_weights_installed)):
             s.events.connect(name, slot)
         self.redraw_timer = QTimer(self, interval=REDRAW_MS)
         self.redraw_timer.timeout.connect(self._redraw)
@@ -192,6 +195,30 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Warning, "GSE Desktop", text, parent=self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+    # -- missing weights ---------------------------------------------------------------------------------------
+    def offer_weights(self, info: dict) -> str | None:
+        """Say where a model's weights file belongs and offer to pick one: its path, or None (tests replace this)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "GSE Desktop", info["message"], parent=self)
+        pick = box.addButton("Pick weights file…", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Close)
+        box.exec()
+        if box.clickedButton() is not pick:
+            return None
+        path, _ = QFileDialog.getOpenFileName(self, f"Weights file {Path(info['path']).name}", "",
+                                              "PyTorch state_dict (*.pth *.pt);;All files (*)")
+        return path or None
+
+    def _on_weights_missing(self, info: dict) -> None:
+        path = self.offer_weights(info)
+        if path:
+            self.state.install_weights(info["arch"], path)
+
+    def _on_weights_installed(self, arch: str, _path: str) -> None:
+        """The model loads now: mark it offline and open the image again with it."""
+        self.controls.set_models(list({**self.controls.offline, arch: True}.items()))
+        if self.state.image is not None and self.state.image.model is None:
+            self.open_image(self.state.image.path)
 
     # -- unsaved runs ----------------------------------------------------------------------------------------------
     def ask_unsaved(self, action: str) -> str:
@@ -283,6 +310,8 @@ class MainWindow(QMainWindow):
         devices = self.engine.info.get("devices") if ready else None
         if devices:
             self.controls.set_devices(devices)
+        if ready and self.engine.info.get("models"):
+            self.controls.set_models(self.engine.info["models"])
         self._on_status()
 
     def _on_image(self) -> None:

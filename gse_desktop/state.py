@@ -18,6 +18,8 @@ Events (`state.events.connect(name, callback)`):
   status()                 state.status / state.message changed
   result()                 the run finished (state.history.result) or ended
   cam()                    the CAM selection, cache, job or IS changed
+  weights_missing(info)    a torchvision model's weights are missing: {"arch", "path" (where they belong), "message"}
+  weights_installed(arch, path)  a weights file the user picked for `arch` is now where torchvision looks
   error(text)              something failed: one line for the user; the state is as it was
 """
 
@@ -115,6 +117,7 @@ class AppState:
         self.record: dict = {}  # the engine's metrics record of the finished run (gse_algo.record, as JSON)
         self.files: dict[int, np.ndarray] = {}  # bits -> the integers of the finished run's adversarial file
         self._opening: int | None = None
+        self._weights_job: tuple[int, str] | None = None  # (job, arch)
         self._active_s, self._resumed_at = 0.0, None  # run time, pauses excluded
 
     # -- image ---------------------------------------------------------------------------------------------------
@@ -356,6 +359,15 @@ class AppState:
             self._ended(FAILED, f"the run failed: {text}")
             self.events.emit("error", f"the run failed: {text}")
 
+    # -- weights files -------------------------------------------------------------------------------------------
+    def _on_weights_missing(self, _ident: int, info: dict) -> None:
+        self.events.emit("weights_missing", info)
+
+    def install_weights(self, arch: str, path: str) -> None:
+        """Have the engine check the weights file `path` and put it where torchvision looks for `arch`'s."""
+        self._weights_job = (self.engine.submit("weights", {"arch": arch, "path": path}), arch)
+        self._set_status(self.status, f"checking and installing {path} for {arch} …")
+
     # -- CAM -----------------------------------------------------------------------------------------------------
     def _job_payload(self) -> dict:
         return {"model_spec": self.run.spec.model_spec, "device": self.run.spec.device}
@@ -442,7 +454,11 @@ class AppState:
 
     def _on_job_done(self, ident: int, result) -> None:
         cam = self.cam
-        if ident == cam.final_job:
+        if self._weights_job is not None and ident == self._weights_job[0]:
+            arch, self._weights_job = self._weights_job[1], None
+            self._set_status(self.status, f"weights installed at {result}: {arch} works offline now")
+            self.events.emit("weights_installed", arch, result)
+        elif ident == cam.final_job:
             cam.final, cam.final_job = result, None
             if cam.selection is not None and cam.selection not in cam.cache:
                 self.select_cam(cam.selection)  # an adversarial-image CAM waited for it
@@ -456,6 +472,10 @@ class AppState:
 
     def _on_job_failed(self, ident: int, text: str) -> None:
         cam = self.cam
+        if self._weights_job is not None and ident == self._weights_job[0]:
+            self._weights_job = None
+            self.events.emit("error", f"weights not installed: {text}")
+            return
         if ident == cam.final_job:
             cam.final_job = None
         elif cam.job is not None and ident == cam.job[0]:

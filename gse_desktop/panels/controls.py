@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Signal
-from PySide6.QtGui import QValidator
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QIcon, QValidator
 from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMenu, QPushButton,
-                               QRadioButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+                               QRadioButton, QSpinBox, QStyle, QToolButton, QVBoxLayout, QWidget)
 
 from gse_algo.defaults import DEFAULT_REG, REGULARISER_NAMES
 from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, GSEParams
@@ -18,6 +18,8 @@ from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, GSEParam
 DECIMALS = {"mu": 6, "sigma": 7, "k_hat": None, "q": 4, "iters": None, "search_steps": None, "search_factor": 3,
             "blur_size": None, "blur_sigma": 3, "kappa": 3}
 CUSTOM = "custom"
+OFFLINE_TIP = "works offline: its weights file is in torch.hub.get_dir()/checkpoints (or ships with the app)"
+ONLINE_TIP = "torchvision downloads its weights file when the model is first used"
 
 
 class OddSpinBox(QSpinBox):
@@ -88,11 +90,15 @@ class ControlsPanel(QWidget):
         self.device_combo.addItem("cpu")
         self.threads_spin = QSpinBox(minimum=1, maximum=256)
         self.threads_spin.setToolTip("torch CPU threads used by the attack")
+        self.offline = {}  # torchvision name -> its weights are here (the engine's catalogue)
+        self.offline_label = QLabel(wordWrap=True)
+        self.model_combo.currentTextChanged.connect(self._show_offline)
         row = QHBoxLayout()
         row.addWidget(self.model_combo, 1)
         row.addWidget(file_button)
         form = QFormLayout(box)
         form.addRow(row)
+        form.addRow(self.offline_label)
         form.addRow("Device", self.device_combo)
         form.addRow("Threads", self.threads_spin)
         return box
@@ -281,6 +287,27 @@ class ControlsPanel(QWidget):
     def set_model_names(self, names: list[str], current: str) -> None:
         self.model_combo.addItems(names)
         self.model_combo.setCurrentText(current)
+
+    def set_models(self, models: list[tuple[str, bool]]) -> None:
+        """The torchvision models the engine offers, (name, works offline): those whose weights are here first,
+        marked with a tick; the typed or chosen model stays."""
+        current = self.model_spec()
+        self.offline = dict(models)
+        tick = self.style().standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton)
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for name, offline in sorted(models, key=lambda m: (not m[1], m[0])):
+            self.model_combo.addItem(tick if offline else QIcon(), name)
+            self.model_combo.setItemData(self.model_combo.count() - 1, OFFLINE_TIP if offline else ONLINE_TIP,
+                                         Qt.ItemDataRole.ToolTipRole)
+        self.model_combo.setCurrentText(current)
+        self.model_combo.blockSignals(False)
+        self._show_offline(current)
+
+    def _show_offline(self, spec: str) -> None:
+        known = self.offline.get(spec.strip())
+        self.offline_label.setText("" if known is None else "✓ works offline" if known else
+                                   "⤓ downloads its weights when first used")
 
     def set_image_path(self, path: str) -> None:
         self.image_label.setText(Path(path).name)

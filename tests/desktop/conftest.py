@@ -15,6 +15,7 @@ SIZE = 16
 TIMEOUT = 30000  # ms for a run of the tiny model (and its CAM jobs) to end
 START_TIMEOUT = 120000  # ms for a new engine process to be ready (imports torch; slow on a busy machine)
 HANG, CRASH, SLOW, MISSING = "hang", "crash", "slow", "nonsense"  # model specs the test loader makes odd models of
+NO_WEIGHTS = "resnet18"  # the test loader acts as if this model's weights were neither here nor downloadable
 
 
 def tiny_model():
@@ -54,6 +55,10 @@ def loader(spec: str, device: str):
 
     if spec == MISSING:
         raise ModelError(f"no model named {spec!r}")
+    if spec == NO_WEIGHTS:
+        from gse_algo.weights import MissingWeights, checkpoint_path, default_entry
+
+        raise MissingWeights(spec, checkpoint_path(default_entry(spec)), "no network")
     model = tiny_model()
     if spec in (HANG, CRASH, SLOW):
         model.net.register_forward_pre_hook(misbehave(spec))
@@ -114,6 +119,8 @@ def make_window(qtbot, engine, settings_path, image=None, **options):
     w.show_error = w.messages.append
     w.questions = []  # the unsaved-run question: recorded and answered "discard" (tests that mind replace it)
     w.ask_unsaved = lambda action: (w.questions.append(action), "discard")[1]
+    w.offers = []  # the missing-weights offer: recorded, no file picked
+    w.offer_weights = lambda info: w.offers.append(info)
     qtbot.addWidget(w)
     return w
 

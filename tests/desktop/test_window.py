@@ -1,13 +1,14 @@
 """The main window end to end on a tiny random-weight model (offscreen, no network, no model download)."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from conftest import MISSING, START_TIMEOUT, TIMEOUT, make_window, run_to_end, wait_ready
+from conftest import MISSING, NO_WEIGHTS, START_TIMEOUT, TIMEOUT, make_window, run_to_end, wait_ready
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL
 from gse_desktop.records import RunSpec
 
@@ -238,3 +239,37 @@ def test_the_regulariser_is_a_run_parameter_recorded_in_the_run(qtbot, window):
     run_to_end(qtbot, window)
     assert window.state.run.params.reg == "l1" and window.messages == []
     assert window.state.record["params"]["units_0_1"]["reg"] == "l1"
+
+
+def test_the_model_list_marks_offline_models_and_missing_weights_offer_a_file(qtbot, window, tmp_path, image_file):
+    import torch
+
+    from gse_algo import offline_weights, weights
+
+    c = window.controls
+    names = [c.model_combo.itemText(i) for i in range(c.model_combo.count())]
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    packaged = offline_weights.packaged_weights() is not None
+    here = {n: (hub / Path(weights.default_entry(n).url).name).is_file() or (n == "mobilenet_v2" and packaged)
+            for n in names}
+    assert len(names) > 50 and c.offline == here
+    assert [not c.model_combo.itemIcon(i).isNull() for i in range(len(names))] == [here[n] for n in names]
+    assert [here[n] for n in names] == sorted(here.values(), reverse=True)  # the offline ones first
+    c.model_combo.setCurrentText("mobilenet_v2")
+    assert ("works offline" in c.offline_label.text()) == here["mobilenet_v2"]
+    c.model_combo.setCurrentText(NO_WEIGHTS)
+    assert ("works offline" in c.offline_label.text()) == here[NO_WEIGHTS]
+    window.open_image(image_file)
+    qtbot.waitUntil(lambda: bool(window.offers), timeout=TIMEOUT)
+    expected = Path(weights.default_entry(NO_WEIGHTS).url).name
+    message = window.offers[0]["message"]
+    assert expected in message and str(hub) in message and "pick a weights file" in message
+    picked = tmp_path / "mine.pth"
+    torch.save({"w": torch.zeros(1)}, picked)  # a plain state_dict, but not torchvision's resnet18 file
+    window.offer_weights = lambda info: str(picked)
+    window.controls.run_button.click()  # the run fails for the same reason, and the picked file is checked
+    qtbot.waitUntil(lambda: any("weights not installed" in m for m in window.messages), timeout=TIMEOUT)
+    refused = next(m for m in window.messages if "weights not installed" in m)
+    assert f"not torchvision's {expected}" in refused
+    assert (hub / expected).is_file() == here[NO_WEIGHTS]  # nothing was copied there
+    assert "Traceback" not in " ".join(window.messages)
