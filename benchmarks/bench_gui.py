@@ -12,7 +12,8 @@ one run of this script:
   time_s; the headless run is a plain `iterate_gse` with the full trace on the same 8-bit grid image in a fresh
   process), goal <= 1.05;
 - redraws per second during the run (goal >= 10) and the lateness of a 10 ms GUI timer (goal p95 <= 50 ms), also
-  during a composite figure and a GIF export;
+  during a composite figure and a GIF export, and during a session save and a session open (file worker);
+- search-step switching: seconds from a PageDown / PageUp key to the other step drawn (goal <= 0.2 s);
 - Stop -> idle: seconds from Stop to the engine's answer (goal <= 0.5 s), and with a model that hangs (goal <= 5 s);
 - memory: resident set of the GUI process and of the engine process during the run.
 Asserts nothing.
@@ -168,6 +169,8 @@ def app_run(app: QApplication, tmp: str, args) -> float:
         spin(app, lambda: False, 0.05)
         spin(app, lambda: not window.files.worker.busy, 300)
         print(f"lateness during the {what} export ({time.perf_counter() - started:.1f} s): {lateness.stop()}")
+    session_lateness(app, window, Path(tmp) / "run.gses", lateness)
+    step_switching(app, window)
     stop_times = []
     for _ in range(3):
         window.start_run()
@@ -179,6 +182,42 @@ def app_run(app: QApplication, tmp: str, args) -> float:
     window.close()
     window.engine.shutdown()
     return result.time_s
+
+
+def session_lateness(app: QApplication, window, path: Path, lateness: Lateness) -> None:
+    """Save and open the run's session from the menu's path (the file worker), then the same on the GUI thread."""
+    for what, action in (("session save", lambda: window.files.save_session(path, wait=False)),
+                         ("session open", lambda: window.files.open_session(path, wait=False))):
+        lateness.start()
+        started = time.perf_counter()
+        QTimer.singleShot(20, action)
+        spin(app, lambda: False, 0.05)
+        spin(app, lambda: not window.files.worker.busy, 300)
+        print(f"lateness during the {what} ({time.perf_counter() - started:.1f} s, {len(window.state.history)} "
+              f"snapshots, {path.stat().st_size / 2**20:.1f} MB): {lateness.stop()}")
+    started = time.perf_counter()
+    window.files.open_session(path)
+    print(f"the same session opened on the GUI thread (wait=True, as before): {time.perf_counter() - started:.1f} s")
+
+
+def step_switching(app: QApplication, window) -> None:
+    """PageDown through every search step and PageUp back, each until the other step is drawn."""
+    from PySide6.QtTest import QTest
+
+    steps = window.state.history.steps
+    window.timeline.go(steps[0], 0)
+    window.redraw_now()
+    window.view_area.setFocus()
+    times = []
+    for key, target in [(Qt.Key.Key_PageDown, s) for s in steps[1:]] + [(Qt.Key.Key_PageUp, s) for s in
+                                                                        reversed(steps[:-1])]:
+        started = time.perf_counter()
+        QTest.keyClick(window.view_area, key)
+        spin(app, lambda: window.views.frame is not None and window.views.frame.step == target, 10)
+        app.processEvents()  # the paint
+        times.append(time.perf_counter() - started)
+    print(f"search-step switching (PageDown/PageUp, {len(times)} switches, CAM shown): median "
+          f"{np.median(times):.3f} s, max {max(times):.3f} s (goal <= 0.2 s)")
 
 
 def hanging_stop(app: QApplication, tmp: str) -> None:

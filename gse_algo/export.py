@@ -64,12 +64,16 @@ def versions() -> dict[str, str]:
 
 
 def provenance(*, model: str | None = None, params: Mapping | None = None, iteration: str | None = None,
-               **extra: object) -> dict[str, str]:
-    """Text metadata for exported files: software and version, UTC creation time, library versions, model,
-    parameters, iteration; `extra` adds more (the CLI adds Runtime: threads, seed, device, dtype)."""
-    info = {"Software": f"{SOFTWARE} {versions()[SOFTWARE]}",
+               library_versions: Mapping[str, str] | None = None, **extra: object) -> dict[str, str]:
+    """Text metadata for exported files: software and version, UTC creation time, library versions (`versions()`
+    unless given: the app passes the engine's, so that it never imports torch), model, parameters, iteration;
+    `extra` adds more (the CLI adds Runtime: threads, seed, device, dtype)."""
+    from gse_algo import __version__ as ours
+
+    library_versions = dict(library_versions) if library_versions is not None else versions()
+    info = {"Software": f"{SOFTWARE} {ours}",
             "Creation Time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "Versions": json.dumps(versions(), sort_keys=True)}
+            "Versions": json.dumps(library_versions, sort_keys=True)}
     if model is not None:
         info["Model"] = model
     if params is not None:

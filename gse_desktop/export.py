@@ -132,7 +132,7 @@ class FileActions(QObject):
     def _provenance(self, info: dict, frame: Frame | None, **extra: object) -> dict[str, str]:
         iteration = None if frame is None else f"search step {frame.step + 1}, iteration {frame.iteration + 1}"
         return export.provenance(model=info["model_name"], params=info["params"], iteration=iteration,
-                                 Source=info["image_name"], Threads=str(info["threads"]), Seed=str(info["seed"]),
+                                 library_versions=info["versions"], Source=info["image_name"], Threads=str(info["threads"]), Seed=str(info["seed"]),
                                  Device=info["device"], **extra)
 
     def _fail(self, text: str) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gse_algo.export import atomic_write_bytes, json_bytes, npz_bytes, versions
+from gse_algo.export import atomic_write_bytes, json_bytes, npz_bytes
 from gse_algo.params import RANGES, GSEParams
 from gse_algo.safe_zip import read_member, read_npz
 from gse_algo.snapshot import GSEResult, StepRecord
@@ -90,7 +90,7 @@ def save_session(path: str | os.PathLike, session: Session, progress: Progress |
     report(0.2)
     result = session.history.result
     meta = {"format": FORMAT, "version": VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions(), "info": session.info, "result": None}
+            "versions": dict(session.info.get("versions") or {}), "info": session.info, "result": None}
     if result is not None:
         arrays.update(_result_arrays(result))
         meta["result"] = {name: getattr(result, name) for name in _RESULT_SCALARS}

@@ -102,6 +102,18 @@ def test_provenance_has_software_time_model_parameters_iteration():
     assert set(export.versions()) == {"python", "torch", "torchvision", "gse-desktop"}
 
 
+def test_provenance_with_the_engines_versions_needs_no_torch():
+    """The app passes the versions the engine recorded: an export never loads torch into the window's process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from gse_algo import export; "
+            "info = export.provenance(model='m', library_versions={'torch': '9.9'}); "
+            "print(json.loads(info['Versions'])['torch'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["9.9", "False"]
+
+
 def test_make_dir_under_a_file_gives_a_clear_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError, match="cannot write into folder .*file"):
