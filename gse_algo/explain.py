@@ -45,7 +45,7 @@ def overlap_curve(deltas: Sequence[np.ndarray] | np.ndarray, cam: np.ndarray,
                   top_percent: float) -> dict[str, np.ndarray]:
     """The overlap numbers (see `overlap`) for T perturbations at once: deltas [T,C,H,W] -> dict of float64 [T].
 
-    Use it for a curve over iterations: pass the densified delta of every iteration (stacked in memory at once).
+    For a curve over many iterations of a sparse history, `overlap_curve_sparse` needs no densified deltas.
     """
     deltas = np.asarray(deltas)
     cam = np.asarray(cam)
@@ -60,14 +60,34 @@ def region_overlap(deltas: np.ndarray, region: np.ndarray) -> dict[str, np.ndarr
     _check(deltas, region, batched=True)
     mask = (deltas != 0).any(axis=1)                              # [T,H,W]
     energy = (deltas.astype(np.float64) ** 2).sum(axis=1)          # [T,H,W] per-pixel ||delta||^2 over channels
-    n_mask = mask.sum(axis=(1, 2))
-    n_inside = (mask & region).sum(axis=(1, 2))
-    total = energy.sum(axis=(1, 2))
+    return _shares(mask.sum(axis=(1, 2)), (mask & region).sum(axis=(1, 2)), (energy * region).sum(axis=(1, 2)),
+                   energy.sum(axis=(1, 2)), int(region.sum()))
+
+
+def overlap_curve_sparse(supports: Sequence[tuple[np.ndarray, np.ndarray]], cam: np.ndarray,
+                         top_percent: float) -> dict[str, np.ndarray]:
+    """`overlap_curve` of T sparse perturbations: each (flat pixel indices into the H*W image [n], values [n, C])."""
+    cam = np.asarray(cam)
+    region = salient_region(cam, top_percent).ravel()
+    counts = np.zeros((4, len(supports)))  # perturbed pixels, those inside, energy inside, energy
+    for t, (pixels, values) in enumerate(supports):
+        values = np.asarray(values, dtype=np.float64)
+        changed = (values != 0).any(axis=1)
+        if np.size(pixels) and (np.min(pixels) < 0 or np.max(pixels) >= cam.size):
+            raise ValueError(f"pixel indices outside the {cam.shape} CAM")
+        inside = region[np.asarray(pixels)[changed]]
+        energy = (values[changed] ** 2).sum(axis=1)
+        counts[:, t] = (changed.sum(), inside.sum(), energy[inside].sum(), energy.sum())
+    return _shares(*counts, int(region.sum()))
+
+
+def _shares(n_mask: np.ndarray, n_inside: np.ndarray, energy_inside: np.ndarray, total: np.ndarray,
+            region_size: int) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         result = {
             "pixel_share": n_inside / n_mask,
-            "l2_share": np.sqrt((energy * region).sum(axis=(1, 2)) / total),
-            "iou": n_inside / (n_mask + region.sum() - n_inside),
+            "l2_share": np.sqrt(energy_inside / total),
+            "iou": n_inside / (n_mask + region_size - n_inside),
         }
     empty = n_mask == 0
     for values in result.values():

@@ -191,6 +191,14 @@ class RunHistory:
         return Frame(p.step, p.iteration, p.phase, delta, mask.reshape(b, h, w), frozen, self._decoded_lambda[1],
                      **p.scalars)
 
+    def sparse(self, step: int, index: int, image: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The perturbation of snapshot `index` of `step` for one image, as stored: (flat pixel indices into its
+        H*W image [n], values [n, C]), without decoding the whole frame."""
+        p = self._steps[step][index]
+        h, w = self._shape[-2:]
+        mine = (p.pixels >= image * h * w) & (p.pixels < (image + 1) * h * w)
+        return p.pixels[mine] - image * h * w, p.values[mine]
+
     def series(self, step: int, name: str, image: int = 0) -> np.ndarray:
         """One of SERIES against the iteration within `step`, for one image."""
         return np.array([p.scalars[name][image] for p in self._steps.get(step, ())], dtype=np.float64)

@@ -17,15 +17,14 @@ from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QPro
                                QSpinBox, QTableWidget, QVBoxLayout, QWidget)
 
 from gse_algo.defaults import CAM_METHOD_NAMES, EXPENSIVE_METHODS, IS_PERCENTILES
-from gse_algo.explain import cluster_table, overlap, overlap_curve
+from gse_algo.explain import cluster_table, overlap, overlap_curve_sparse
 from gse_desktop.help import MEANINGS
 from gse_desktop.history import Frame
 from gse_desktop.panels.image_views import OUTLINE, ImageViews
 from gse_desktop.panels.outline import MaskOutline
-from gse_desktop.panels.tables import fill_row, setup_table
+from gse_desktop.panels.tables import fill_row, filling, setup_table
 from gse_desktop.state import CAM_IMAGES, AppState, CamKey, describe
 
-CURVE_CHUNK = 64  # iterations densified at once for the overlap curve
 MAX_CLUSTER_ROWS = 100
 L2_COLOUR, PIXEL_COLOUR = "#4fa3ff", "#2ca02c"
 
@@ -250,11 +249,12 @@ class CamPanel(QWidget):
         self.numbers.setText(f"step {frame.step + 1}, iteration {frame.iteration + 1}, top {q} % of the CAM:<br>"
                              f"{share}<br>{scores}")
         rows = cluster_table(delta, cam)[:MAX_CLUSTER_ROWS]
-        self.cluster_view.setRowCount(len(rows))
-        for i, r in enumerate(rows):
-            r0, c0, r1, c1 = r["bbox"]
-            fill_row(self.cluster_view, i, [str(r["size"]), f"{r0}–{r1}, {c0}–{c1}",
-                                             f"{r['energy_share']:.3f}", f"{r['mean_cam']:.3f}"])
+        with filling(self.cluster_view):
+            self.cluster_view.setRowCount(len(rows))
+            for i, r in enumerate(rows):
+                r0, c0, r1, c1 = r["bbox"]
+                fill_row(self.cluster_view, i, [str(r["size"]), f"{r0}–{r1}, {c0}–{c1}",
+                                                 f"{r['energy_share']:.3f}", f"{r['mean_cam']:.3f}"])
         self._update_curve(frame.step, q)
         self.cursor.setPos(frame.iteration)
 
@@ -266,15 +266,13 @@ class CamPanel(QWidget):
         return f"IS of the result:<br>{values}"
 
     def _update_curve(self, step: int, q: int) -> None:
-        """The overlap of every iteration of `step` (densified CURVE_CHUNK at a time), redone when step/CAM/q change."""
+        """The overlap of every iteration of `step` (from the sparse history), redone when step/CAM/q change."""
         key = (step, self.state.cam.shown, q, id(self.state.history))
         if key == self._curve_key:
             return
         history, cam = self.state.history, self.state.cam.map
         n = history.n_iterations(step)
-        parts = [overlap_curve(np.stack([history.frame(step, i).delta[0] for i in range(s, min(s + CURVE_CHUNK, n))]),
-                               cam, q) for s in range(0, n, CURVE_CHUNK)]
-        self.curve_values = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+        self.curve_values = overlap_curve_sparse([history.sparse(step, i) for i in range(n)], cam, q)
         self._curve_key = key
         x = np.arange(n)
         self.l2_curve.setData(x, self.curve_values.get("l2_share", np.zeros(0)), connect="finite")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gse_algo.explain import cluster_table, overlap, overlap_curve, salient_region
+from gse_algo.explain import cluster_table, overlap, overlap_curve, overlap_curve_sparse, salient_region
 from gse_algo.metrics import anc
 
 RAMP = np.arange(16, dtype=np.float32).reshape(4, 4)  # the top 25% (4 pixels) is the bottom row
@@ -62,6 +62,13 @@ def test_overlap_curve_over_iterations():
     stacked = overlap_curve(np.stack(steps), RAMP, 25)
     for key in curve:
         np.testing.assert_array_equal(stacked[key], curve[key])
+    sparse = [(np.flatnonzero(np.abs(d).sum(axis=0)), d.reshape(2, -1).T[np.abs(d).sum(axis=0).ravel() > 0])
+              for d in steps]  # (flat pixels, values [n, C]) as the run history stores them
+    from_sparse = overlap_curve_sparse(sparse, RAMP, 25)
+    for key in curve:
+        np.testing.assert_allclose(from_sparse[key], curve[key], equal_nan=True)
+    with pytest.raises(ValueError, match="outside"):
+        overlap_curve_sparse([(np.array([16]), np.ones((1, 2)))], RAMP, 25)
 
 
 def hand_drawn() -> tuple[np.ndarray, np.ndarray]:
