@@ -4,7 +4,8 @@
                                                                           [--suffix _WxH]
 
 Writes docs/screenshot_running{suffix}.png (grabbed once the run is in phase 2 of a search step),
-docs/screenshot_done{suffix}.png (after the run, the search step the engine chose) and docs/screenshot_cam{suffix}.png
+docs/screenshot_done{suffix}.png (after the run, the search step the engine chose), docs/screenshot_amplified{suffix}.png
+(the same with View > Amplified difference, zoomed to the support) and docs/screenshot_cam{suffix}.png
 (the CAM comparison tab once the automatic GradCAM after the run has arrived). Settings are isolated in a
 temporary ini file, so the user's own settings are neither read nor changed.
 """
@@ -68,6 +69,13 @@ def main() -> int:
         if args.search_steps:
             window.message.setText(window.message.text() + f"  [screenshot run: {args.search_steps} search steps]")
         window.grab().save(str(DOCS / f"screenshot_done{args.suffix}.png"))
+        window.amplify_action.setChecked(True)  # View > Amplified difference, zoomed to the support
+        window.zoom_to_support()
+        for _ in range(20):
+            app.processEvents()
+        window.grab().save(str(DOCS / f"screenshot_amplified{args.suffix}.png"))
+        window.amplify_action.setChecked(False)
+        window.views.fit()
         print(f"done in {time.perf_counter() - start:.0f} s: {window.message.text()}")
         print(f"history: {len(state.history)} snapshots, {state.history.nbytes() / 2**20:.1f} MB")
         wait(lambda: state.cam.map is not None, 120)
