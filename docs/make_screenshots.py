@@ -43,6 +43,7 @@ def main() -> int:
         window = MainWindow(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
         window.ask_unsaved = lambda action: "discard"  # the screenshot run is not kept
         window.resize(args.width, args.height)
+        window.docks.arrange()  # the default layout for this size
         window.show()
         state = window.state
 

@@ -10,8 +10,8 @@ tabs in a narrow window or beside them in a wide one. The arrangement is saved i
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QTabWidget, QToolBar, QWidget
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QTabBar, QTabWidget, QToolBar, QWidget
 
 LAYOUT_VERSION = 1  # bump when the docks change: an older saved layout is then ignored
 STATE_KEY, GEOMETRY_KEY = "layout/state", "layout/geometry"
@@ -33,10 +33,12 @@ def scrolled(widget: QWidget) -> QScrollArea:
     return scroll
 
 
-class Docks:
-    """The docks of `window`, by name: setup, params, metrics, cam, classes, search."""
+class Docks(QObject):
+    """The docks of `window`, by name: setup, params, metrics, cam, classes, search (the default layout for the
+    window's size when made; `arrange` makes it again)."""
 
     def __init__(self, window: QMainWindow, panels: dict[str, tuple[str, QWidget]], run_buttons: QWidget) -> None:
+        super().__init__(window)
         self.window = window
         window.setCorner(Qt.Corner.BottomLeftCorner, AREAS.LeftDockWidgetArea)  # the left column is full height
         window.setTabPosition(AREAS.AllDockWidgetAreas, QTabWidget.TabPosition.North)
@@ -49,12 +51,20 @@ class Docks:
             if name in BOTTOM:  # a title at the side: the height goes to the panel (and the image views)
                 dock.setFeatures(dock.features() | QDockWidget.DockWidgetFeature.DockWidgetVerticalTitleBar)
             dock.setWidget(widget)
+            dock.dockLocationChanged.connect(lambda _: QTimer.singleShot(0, self.hide_stale_tab_bars))
             self.docks[name] = dock
         self.run_bar = QToolBar("Run", window)
         self.run_bar.setObjectName("run_toolbar")
         self.run_bar.addWidget(run_buttons)
         window.addToolBar(self.run_bar)
         self.arrange()
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.window and event.type() == QEvent.Type.Show:  # a restored layout's tabs are known now
+            self.window.removeEventFilter(self)
+            QTimer.singleShot(0, self.hide_stale_tab_bars)
+        return False
 
     def __getitem__(self, name: str) -> QDockWidget:
         return self.docks[name]
@@ -70,6 +80,8 @@ class Docks:
         w.addDockWidget(AREAS.LeftDockWidgetArea, d["params"])
         if w.height() >= TALL:
             w.splitDockWidget(d["setup"], d["params"], Qt.Orientation.Vertical)
+            params = d["params"].widget().widget().sizeHint().height() + 30  # its form whole, the rest to Setup
+            w.resizeDocks([d["setup"], d["params"]], [w.height() - params, params], Qt.Orientation.Vertical)
         else:
             w.tabifyDockWidget(d["setup"], d["params"])
         w.addDockWidget(AREAS.BottomDockWidgetArea, d["metrics"])
@@ -81,6 +93,7 @@ class Docks:
         else:
             for name in ("cam", "classes", "search"):
                 w.tabifyDockWidget(d["metrics"], d[name])
+        self.hide_stale_tab_bars()
         for first in ("setup", "classes", "metrics"):  # the tab shown first in each group
             d[first].raise_()
         w.resizeDocks([d["setup"]], [LEFT_WIDTH], Qt.Orientation.Horizontal)
@@ -96,6 +109,28 @@ class Docks:
         if isinstance(geometry, QByteArray):
             self.window.restoreGeometry(geometry)
         return isinstance(state, QByteArray) and self.window.restoreState(state, LAYOUT_VERSION)
+
+    def hide_stale_tab_bars(self) -> None:
+        """Qt (6.11) leaves the tab bars of earlier tab groups on screen when docks are tabbed anew: hide every tab
+        bar of the window that does not follow a tab group. Raising each tab of a group in turn tells: its own bar
+        shows each one as current, a stale bar does not."""
+        w = self.window
+        bars = w.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+        current = [dock for dock in self.docks.values() if not dock.visibleRegion().isEmpty()]
+        live: set[QTabBar] = set()
+        for dock in self.docks.values():
+            group = [dock, *w.tabifiedDockWidgets(dock)]
+            if len(group) < 2 or dock.isHidden() or dock.isFloating():
+                continue
+            following = set(bars)
+            for member in group:
+                member.raise_()
+                following &= {bar for bar in bars if bar.tabText(bar.currentIndex()) == member.windowTitle()}
+            live |= following
+        for bar in bars:
+            bar.setVisible(bar in live)
+        for dock in current:
+            dock.raise_()
 
     def add_menu_entries(self, menu) -> None:
         """View > Panels (show or hide each dock) and View > Reset layout."""

@@ -4,7 +4,7 @@ that fit a laptop and a layout that is remembered."""
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QApplication, QScrollArea
+from PySide6.QtWidgets import QApplication, QScrollArea, QTabBar
 
 from conftest import finished_run, make_window, wait_idle, wait_ready
 
@@ -171,3 +171,6 @@ def test_the_layout_is_remembered_and_reset(qtbot, tmp_path, engine, image_file)
     assert second.dockWidgetArea(second.docks["search"]) == Qt.DockWidgetArea.BottomDockWidgetArea
     assert not second.docks["classes"].isHidden()
     assert second.tabifiedDockWidgets(second.docks["setup"]) == [second.docks["params"]]
+    shown_bars = {tuple(bar.tabText(i) for i in range(bar.count())) for bar in second.findChildren(QTabBar)
+                  if bar.isVisible()}  # no tab bar of an earlier arrangement is left on screen
+    assert shown_bars == {("Setup", "Parameters"), ("Metrics", "CAM comparison", "Classes", "Search steps")}
