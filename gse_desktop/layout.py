@@ -80,7 +80,7 @@ class Docks(QObject):
         w.addDockWidget(AREAS.LeftDockWidgetArea, d["params"])
         if w.height() >= TALL:
             w.splitDockWidget(d["setup"], d["params"], Qt.Orientation.Vertical)
-            params = d["params"].widget().widget().sizeHint().height() + 30  # its form whole, the rest to Setup
+            params = d["params"].widget().widget().sizeHint().height() + 50  # its form whole, the rest to Setup
             w.resizeDocks([d["setup"], d["params"]], [w.height() - params, params], Qt.Orientation.Vertical)
         else:
             w.tabifyDockWidget(d["setup"], d["params"])
