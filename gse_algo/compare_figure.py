@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from gse_algo import compare
+from gse_algo import colours, compare
 from gse_algo.figures import PERTURBATION_CMAP, hwc, perturbation_norm, perturbation_ticks, signed_perturbation
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def comparison_figure(x: np.ndarray, runs: Sequence[ComparedRun | tuple], *,
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(n + 1, 3, height_ratios=[panel_inches + 0.45] * n + [table_inches])
     signed = [signed_perturbation(d) for d in deltas]
-    norm = perturbation_norm(max(float(np.abs(s).max()) for s in signed))
+    norm = perturbation_norm(colours.perturbation_levels(np.concatenate([np.ravel(s) for s in signed]))[1])
     shown, pert_ax = None, None
     for row, (run, s) in enumerate(zip(runs, signed)):
         adv_ax, pert_ax = fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1])
