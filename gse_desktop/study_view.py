@@ -108,10 +108,13 @@ class StudyView(QWidget):
             self.status.setText(str(error))
             self.window.show_error(str(error))
             return
-        self._pending = spec
-        self.status.setText(f"recomputing {row['image']} ({row['config']}, target "
-                            f"{'untargeted' if row['target'] is None else row['target']}) in the main window …")
-        self.window.state.open_image(spec.image_path, spec.model_spec, spec.device)
+        def recompute() -> None:
+            self._pending = spec
+            self.status.setText(f"recomputing {row['image']} ({row['config']}, target "
+                                f"{'untargeted' if row['target'] is None else row['target']}) in the main window …")
+            self.window.state.open_image(spec.image_path, spec.model_spec, spec.device)
+
+        self.window.after_unsaved("recomputing a study row", recompute)  # an unsaved run is asked about first
 
     def _image_opened(self) -> None:
         """Start the pending row's run once the main window shows its image (opening is asynchronous)."""
