@@ -6,7 +6,9 @@
 Writes docs/screenshot_running{suffix}.png (grabbed once the run is in phase 2 of a search step),
 docs/screenshot_done{suffix}.png (after the run, the search step the engine chose), docs/screenshot_amplified{suffix}.png
 (the same with View > Amplified difference, zoomed to the support) and docs/screenshot_cam{suffix}.png
-(the CAM comparison tab once the automatic GradCAM after the run has arrived). Settings are isolated in a
+(the CAM comparison tab once the automatic GradCAM after the run has arrived). With `--compare B` it runs GSE, then
+B (an attack name with optional settings, `sigma_zero` or `gse:reg=l0,k_hat=20`), selects both runs and writes
+docs/screenshot_compare{suffix}.png (the Compare tab, zoomed to the supports) instead. Settings are isolated in a
 temporary ini file, so the user's own settings are neither read nor changed.
 """
 
@@ -35,6 +37,7 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=1600)
     parser.add_argument("--height", type=int, default=960)
     parser.add_argument("--suffix", default="", help="added to the file names (e.g. _1280x720)")
+    parser.add_argument("--compare", metavar="B", help="compare a GSE run with attack B (name[:key=value,...])")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from gse_desktop.main_window import MainWindow
@@ -56,6 +59,9 @@ def main() -> int:
         wait(lambda: state.engine_ready and state.image is not None)
         if args.search_steps:
             window.controls.spins["search_steps"].setValue(args.search_steps)
+        if args.compare:
+            compare(window, args.compare, wait, app, DOCS / f"screenshot_compare{args.suffix}.png")
+            return 0
         window.start_run()
         start = time.perf_counter()
         wait(lambda: state.run is not None and (state.history.latest() or (0, 0))[1] >= state.run.params.k_hat + 20)
@@ -88,6 +94,36 @@ def main() -> int:
         window.close()
         window.engine.shutdown()
     return 0
+
+
+def compare(window, second: str, wait, app, path: Path) -> None:
+    """GSE as the controls are, then `second` (name[:key=value,...]); both selected, the Compare tab grabbed."""
+    state, controls = window.state, window.controls
+    for attack in ("gse", second):
+        name, _, pairs = attack.partition(":")
+        settings = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+        if not controls.attack_picker.select(name):
+            raise SystemExit(f"attack {name!r} is not available here")
+        for key, value in settings.items():
+            if name != "gse":
+                controls.attack_picker.forms[name].fields[key].set_value(value)
+            elif key == "reg":
+                controls.reg_combo.setCurrentText(value)
+            else:
+                controls.spins[key].setValue(float(value))
+        start = time.perf_counter()
+        window.start_run()
+        wait(lambda: not state.active)
+        print(f"{attack}: {time.perf_counter() - start:.0f} s: {window.message.text()}")
+    window.docks["runs"].raise_()
+    window.run_list.select([state.runs[0].key, state.runs[1].key])
+    window.redraw_now()
+    for _ in range(10):
+        app.processEvents()
+    window.compare_view.zoom_button.click()
+    for _ in range(30):
+        app.processEvents()
+    window.grab().save(str(path))
 
 
 if __name__ == "__main__":

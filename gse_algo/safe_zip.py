@@ -45,14 +45,15 @@ def read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
     return archive.read(info)
 
 
-def read_npz(data: bytes, max_array_bytes: int, max_total_bytes: int) -> dict[str, np.ndarray]:
-    """The arrays of an .npz held in `data`; ArchiveError for any array over `max_array_bytes`, arrays over
-    `max_total_bytes` together, a non-numeric dtype or a damaged member."""
+def read_npz(data: bytes, max_array_bytes: int, max_total_bytes: int,
+             max_members: int = MAX_NPZ_MEMBERS) -> dict[str, np.ndarray]:
+    """The arrays of an .npz held in `data`; ArchiveError for more than `max_members` arrays, any array over
+    `max_array_bytes`, arrays over `max_total_bytes` together, a non-numeric dtype or a damaged member."""
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
-        if len(members) > MAX_NPZ_MEMBERS:
-            raise ArchiveError(f"the arrays file holds {len(members)} members; at most {MAX_NPZ_MEMBERS}")
+        if len(members) > max_members:
+            raise ArchiveError(f"the arrays file holds {len(members)} members; at most {max_members}")
         total = 0
         for info in members:  # every header first: nothing is allocated before the sizes are known
             if not info.filename.endswith(".npy"):

@@ -33,22 +33,27 @@ class Event(NamedTuple):
     payload: object
 
 
-def _serve(commands, events, loader) -> None:
+def _serve(commands, events, loader, setup) -> None:
     """The engine process's entry point (torch is imported there, not here)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the app's to handle
     from gse_desktop.engine_process import Engine
 
+    if setup is not None:
+        setup()
+
     Engine(commands, events, loader).serve()
 
 
 class EngineClient:
     """`loader(spec, device)` replaces gse_algo.models.load_model in the engine (a picklable, module-level function:
-    tests pass a tiny model); `grace_s` bounds how long a Stop may take."""
+    tests pass a tiny model); `setup()`, if given, runs in the engine process before it serves (tests register a
+    stand-in attack with it); `grace_s` bounds how long a Stop may take."""
 
-    def __init__(self, loader: Callable | None = None, grace_s: float = GRACE_S) -> None:
-        self.loader, self.grace_s = loader, grace_s
+    def __init__(self, loader: Callable | None = None, grace_s: float = GRACE_S,
+                 setup: Callable[[], None] | None = None) -> None:
+        self.loader, self.grace_s, self.setup = loader, grace_s, setup
         self._context = multiprocessing.get_context("spawn")
         self._ids = itertools.count(1)
         self.process = None
@@ -63,7 +68,7 @@ class EngineClient:
     # -- process life cycle --------------------------------------------------------------------------------------
     def start(self) -> None:
         self._commands, self._events = self._context.Queue(), self._context.Queue()
-        self.process = self._context.Process(target=_serve, args=(self._commands, self._events, self.loader),
+        self.process = self._context.Process(target=_serve, args=(self._commands, self._events, self.loader, self.setup),
                                              name="gse-engine", daemon=True)
         self.process.start()
         self.ready = False

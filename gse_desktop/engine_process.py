@@ -6,9 +6,10 @@ gse_desktop.records). While an attack or a CAM runs, commands are read between i
 resume, step, stop and cancel act at once; anything else waits its turn. So grad-cam never hooks a model while the
 attack uses it, and a hanging or crashing model takes only this process down (the client replaces it).
 
-Events: ready; opened / open_failed; status, prepared, snapshot, finished (result or None when stopped), failed;
-job_progress, job_done, job_failed, job_cancelled; weights_missing (after the failure, when a torchvision model's
-weights file is neither in the hub folder nor downloadable: where it belongs).
+Events: ready (with the registry's attacks and the model catalogue); opened / open_failed; status, prepared,
+snapshot, calls (a library attack's forward/backward counts), finished ((result, record, files, Measured) or None
+when stopped), failed; job_progress, job_done, job_failed, job_cancelled; weights_missing (after the failure, when
+a torchvision model's weights file is neither in the hub folder nor downloadable: where it belongs).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -25,20 +27,29 @@ import numpy as np
 import torch
 
 from gse_algo import images, metrics, quantize
-from gse_algo.attack import check_logits, check_targets, iterate_gse
+from gse_algo.attack import check_logits, check_targets
+from gse_algo.attacks import get_attack, iterate_attack
+from gse_algo.attacks.gse import gse_params
+from gse_algo.attacks.library import ModelCall
 from gse_algo.cam import CAMCancelled, CAMError, compute_cam, model_layers
 from gse_algo.export import versions
 from gse_algo.models import ModelError
 from gse_algo.params import resolve_preset
 from gse_algo.record import build_record
+from gse_algo.registry_run import baseline_record
 from gse_algo.runtime import Runtime
+from gse_algo.snapshot import Snapshot
 from gse_algo.weights import MissingWeights, catalogue, install
+from gse_desktop.engine_attacks import (LiveFrames, attack_info, attack_infos, library_result, measured,
+                                        registry_settings, without_overhead)
 from gse_desktop.history import derived
-from gse_desktop.records import PREVIEW_SIZE, Final, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
+from gse_desktop.records import (GSE, PREVIEW_SIZE, Final, ModelInfo, OpenedImage, Prediction, RunDescription,
+                                 RunSpec)
 
 Loader = Callable[[str, str], object]  # (model spec, device) -> gse_algo.models.LoadedModel
 PARENT_CHECK_S = 1.0  # how often an idle engine checks that the app is still there
 MODEL_CACHE = 2  # loaded models kept (e.g. the one in use and the previous one)
+CALLS_S = 0.25  # a library attack's counts go to the app at least this often
 USER_ERRORS = (images.ImageError, ModelError, CAMError, ValueError, OSError)
 
 
@@ -56,6 +67,23 @@ def _load(spec: str, device: str) -> object:
 
 class Stopped(Exception):
     """The current run was stopped (or its job cancelled)."""
+
+
+class GSEWire:
+    """GSE's snapshots for the app, the lambda map and frozen region only when they changed (the client re-links
+    them); it remembers each search step's last iteration for the record."""
+
+    def __init__(self) -> None:
+        self.last_lambda = self.last_frozen = None
+        self.last_iteration: dict[int, int] = {}
+
+    def wire(self, snap: Snapshot, force: bool = False) -> tuple:
+        new_lambda, new_frozen = snap.lambda_map is not self.last_lambda, snap.frozen is not self.last_frozen
+        self.last_lambda, self.last_frozen = snap.lambda_map, snap.frozen
+        self.last_iteration[snap.step] = snap.iteration
+        wire = dataclasses.replace(snap, lambda_map=snap.lambda_map if new_lambda else None,
+                                   frozen=snap.frozen if new_frozen else None)
+        return wire, derived(snap), new_lambda, new_frozen
 
 
 class Engine:
@@ -77,7 +105,7 @@ class Engine:
     def serve(self) -> None:
         torch.set_grad_enabled(True)
         self.emit("ready", 0, {"pid": os.getpid(), "versions": versions(), "devices": _devices(),
-                               "models": catalogue()})
+                               "models": catalogue(), "attacks": attack_infos()})
         handlers = {"open": (self.open, "open_failed"), "run": (self.run, "failed"), "job": (self.job, "job_failed")}
         while True:
             command = self.pending.popleft() if self.pending else self._next_command()
@@ -134,10 +162,10 @@ class Engine:
         elif kind not in ("pause", "resume", "step", "stop"):
             self.pending.append(command)
 
-    def _poll(self) -> None:
-        """Read every waiting command; while paused, wait for the next one (or for the app to go away)."""
+    def _poll(self, wait: bool = True) -> None:
+        """Read every waiting command; while paused (and `wait`), wait for the next one (or for the app to go)."""
         while True:
-            waiting = self.paused and not self.stopped
+            waiting = wait and self.paused and not self.stopped
             try:
                 command = self.commands.get(block=waiting, timeout=PARENT_CHECK_S if waiting else None)
             except queue.Empty:
@@ -199,6 +227,8 @@ class Engine:
 
     # -- attacks -------------------------------------------------------------------------------------------------
     def run(self, run_id: int, spec: RunSpec) -> None:
+        """Any registered attack through gse_algo.attacks.iterate_attack, so every run is measured and counted the
+        same way; GSE's snapshots are the engine's own, a library attack's come from its forward calls."""
         self.run_id, self.paused, self.stepping, self.stopped = run_id, False, False, False
         runtime = Runtime(threads=spec.threads, seed=spec.seed, device=spec.device)
         runtime.apply()
@@ -215,42 +245,62 @@ class Engine:
         label = loaded.class_index(spec.target) if targeted else clean.top
         if targeted:
             check_targets(torch.tensor([clean.top]), torch.tensor([label]))
-        preset = resolve_preset(spec.preset, info.input_size) if spec.preset else None
-        params = spec.params.with_preset(preset, targeted) if preset else spec.params
+        attack = get_attack(spec.attack)
+        labels = torch.tensor([label], device=x.device)
+        run = iterate_attack(attack.name, loaded.model, x, labels, targeted, registry_settings(spec), trace=True)
+        gse = attack.name == GSE
+        params = gse_params(run.settings, targeted, info.input_size) if gse else None
+        preset = resolve_preset(spec.preset, info.input_size) if gse and spec.preset else None
         self.emit("prepared", run_id, RunDescription(spec, info, _hwc(x[0]), label, clean, targeted, params, preset,
-                                                     {**versions(), "torch_threads": str(torch.get_num_threads())}))
-        last_iteration: dict[int, int] = {}
-        run = iterate_gse(loaded.model, x, torch.tensor([label], device=x.device), targeted=targeted, params=params,
-                          trace=True)
-        last_lambda = last_frozen = None
+                                                     {**versions(), "torch_threads": str(torch.get_num_threads())},
+                                                     attack_info(attack), dict(run.settings)))
+        frames = GSEWire() if gse else LiveFrames(loaded.model, x, labels, targeted)
+        overhead = self._drive(run_id, run, frames)
+        if self.stopped:
+            self.emit("finished", run_id, None)
+            return
+        result = without_overhead(run.result, overhead)
+        grids = {bits: quantize.finalize(loaded.model, x, labels, targeted, result.x_adv, bits)
+                 for bits in quantize.BITS} if spec.quantize else {}
+        name = Path(spec.image_path).name
+        if gse:
+            native = result.native
+            chosen = int(native.chosen_step[0])
+            shown = {"step": chosen, "iteration": frames.last_iteration.get(chosen, 0)} if chosen >= 0 else {}
+            record = build_record(loaded, name, preset or "custom", x, label if targeted else None, native, shown,
+                                  params, runtime, grids).to_json()
+            out = native.to_numpy()
+        else:  # the returned example is the run's last frame; the record is gse-attack --attack's
+            self.emit("snapshot", run_id, frames.wire(result.x_adv))
+            record = baseline_record(loaded, name, attack, x, label if targeted else None, result, runtime, grids)
+            out = library_result(result, x)
+        files = {bits: grid.integers()[0] for bits, grid in grids.items()}  # what adv8.png / adv.png hold
+        self.emit("finished", run_id, (out, record, files, measured(result)))  # plain data: no torch
+
+    def _drive(self, run_id: int, run, frames) -> float:
+        """Iterate the attack, handing each frame to the app and obeying pause/step/stop between items (GSE's
+        iterations, a library attack's forward calls); returns the seconds spent here, pauses included."""
+        overhead, calls_at = 0.0, 0.0
         try:
-            for snap in run:
-                new_lambda, new_frozen = snap.lambda_map is not last_lambda, snap.frozen is not last_frozen
-                last_lambda, last_frozen = snap.lambda_map, snap.frozen
-                last_iteration[snap.step] = snap.iteration
-                wire = dataclasses.replace(snap, lambda_map=snap.lambda_map if new_lambda else None,
-                                           frozen=snap.frozen if new_frozen else None)
-                self.emit("snapshot", run_id, (wire, derived(snap), new_lambda, new_frozen))
-                self.paused = self.paused or self.stepping
-                self.stepping = False
-                self._poll()
+            for item in run:
+                start = time.perf_counter()
+                self._poll(wait=False)
+                payload = None if self.stopped else frames.wire(item, force=self.paused or self.stepping)
+                if payload is not None:
+                    self.emit("snapshot", run_id, payload)
+                    self.paused = self.paused or self.stepping
+                    self.stepping = False
+                if isinstance(item, ModelCall) and (payload is not None or start - calls_at >= CALLS_S):
+                    self.emit("calls", run_id, (item.n_forward, item.n_backward))
+                    calls_at = start
+                if payload is not None or self.paused:
+                    self._poll()
+                overhead += time.perf_counter() - start
                 if self.stopped:
                     break
         finally:
             run.close()
-        if self.stopped:
-            self.emit("finished", run_id, None)
-            return
-        result = run.result
-        chosen = int(result.chosen_step[0])
-        shown = {"step": chosen, "iteration": last_iteration.get(chosen, 0)} if chosen >= 0 else {}
-        labels = torch.tensor([label], device=x.device)
-        grids = {bits: quantize.finalize(loaded.model, x, labels, targeted, result.x_adv, bits)
-                 for bits in quantize.BITS} if spec.quantize else {}
-        record = build_record(loaded, Path(spec.image_path).name, preset or "custom", x, label if targeted else None,
-                              result, shown, params, runtime, grids)
-        files = {bits: grid.integers()[0] for bits, grid in grids.items()}  # what adv8.png / adv.png hold
-        self.emit("finished", run_id, (result.to_numpy(), record.to_json(), files))  # plain data: no torch
+        return overhead
 
     # -- CAM and IS jobs -----------------------------------------------------------------------------------------
     def job(self, job_id: int, payload: dict) -> None:

@@ -17,14 +17,17 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
 from gse_algo import animation, export, figures
+from gse_algo.compare_figure import ComparedRun
 from gse_algo.defaults import IS_PERCENTILES
 from gse_algo.explain import overlap
-from gse_desktop.file_jobs import (Cancelled, FileWorker, outcome, read_session, write_animation, write_figure,
-                                   write_session)
+from gse_desktop.file_jobs import (Cancelled, FileWorker, outcome, read_session, write_animation, write_comparison,
+                                   write_figure, write_session)
 from gse_desktop.history import Frame
 from gse_desktop.panels.file_progress import FileProgress
-from gse_desktop.session import Session, SessionError
-from gse_desktop.session_records import session_records
+from gse_desktop.records import GSE
+from gse_desktop.session import SavedRun, Session, SessionError
+from gse_desktop.session_records import measured_dict, run_parts, session_image
+from gse_desktop.state import CamState, KeptRun
 from gse_desktop.view_export import png_bytes, svg_bytes
 
 CHOSEN = "chosen"  # figure/data iteration: the engine's returned example (else "shown" or a (step, iteration))
@@ -41,6 +44,7 @@ class FileActions(QObject):
         from gse_desktop.export_dialog import build_menu
 
         self.needs_run: list = []
+        self.needs_pair: list = []
         self.worker = FileWorker()  # sessions, figures and animations: the window never waits for them
         self.progress = FileProgress()
         window.statusBar().addPermanentWidget(self.progress)
@@ -48,35 +52,43 @@ class FileActions(QObject):
         self._worker_timer.timeout.connect(self.worker.poll)
         self._worker_timer.start()
         build_menu(self)
-        for name in ("image", "history", "result"):
+        for name in ("image", "history", "result", "compare"):
             self.state.events.connect(name, self._enable)
         self._enable()
 
     def _enable(self) -> None:
-        """Saving and exporting are offered only when there is a run to save or export."""
+        """Saving and exporting are offered only when there is a run to save or export (two for a comparison)."""
         has_run = self.state.run is not None and len(self.state.history) > 0
         for action in self.needs_run:
             action.setEnabled(has_run)
+        for action in self.needs_pair:
+            action.setEnabled(self.state.compared is not None)
 
     # -- what is shown -------------------------------------------------------------------------------------------
-    def info(self) -> dict | None:
-        """The shown run's description (the `info` of gse_desktop.session), None when nothing has run."""
+    def info(self, kept: KeptRun | None = None) -> dict | None:
+        """A kept run's description (the `info` of gse_desktop.session; default: the shown run), None when it has
+        no frames."""
         s = self.state
-        run = s.run
-        if run is None or not len(s.history) or s.image is None:
+        kept = kept or s.shown
+        run, history = kept.description, kept.history
+        if run is None or not len(history) or s.image is None:
             return None
-        return {"image_name": s.image.name, "image_path": s.image.path, "model_spec": run.spec.model_spec,
+        on_screen = kept is s.shown
+        frame = s.frame() if on_screen else None
+        return {"name": kept.name, "attack": run.attack.name, "attack_title": run.attack.title,
+                "views": sorted(run.attack.views), "settings": dict(run.settings),
+                "measured": None if kept.measured is None else measured_dict(kept.measured),
+                "image_name": s.image.name, "image_path": s.image.path, "model_spec": run.spec.model_spec,
                 "model_name": run.model.name, "class_names": list(run.model.class_names), "targeted": run.targeted,
                 "label": run.label, "clean_class": run.clean_class, "top_classes": run.clean.classes.tolist(),
-                "top_probs": run.clean.probs.tolist(), "params": run.params.as_dict(), "preset": run.preset,
-                "device": run.spec.device, "threads": run.spec.threads, "seed": run.spec.seed,
+                "top_probs": run.clean.probs.tolist(), "params": run.params.as_dict() if run.params else None,
+                "preset": run.preset, "device": run.spec.device, "threads": run.spec.threads, "seed": run.spec.seed,
                 "versions": dict(run.versions), "cam_layer": run.model.cam_layer, "layers": list(run.model.layers),
-                "cam": self._cam_info(), "shown": list(s.cursor) if s.cursor else None,
-                "record": s.record or None}
+                "cam": self._cam_info(kept.cam, frame), "shown": list(s.cursor) if on_screen and s.cursor else None,
+                "record": kept.record or None}
 
-    def _cam_info(self) -> dict | None:
+    def _cam_info(self, cam: CamState, frame: Frame | None) -> dict | None:
         """The CAM on screen (its own key, not the pickers'), its numbers at the cursor, and the run's IS."""
-        cam, frame = self.state.cam, self.state.frame()
         key = cam.shown
         scores = cam.final.scores if cam.final is not None else []
         numbers = {}
@@ -101,9 +113,9 @@ class FileActions(QObject):
         return figures.cam_caption(key.method, f"{key.class_index} {names.class_name(key.class_index)}", is70,
                                    key.image)
 
-    def _cam_array(self) -> np.ndarray | None:
-        """The CAM on screen, None without one of the image's size."""
-        array = self.state.cam.map
+    def _cam_array(self, kept: KeptRun | None = None) -> np.ndarray | None:
+        """The CAM shown of a run (default: the shown run), None without one of the image's size."""
+        array = (kept or self.state.shown).cam.map
         return array if array is not None and np.shape(array) == self._image().shape[:2] else None
 
     def _image(self) -> np.ndarray:
@@ -131,8 +143,9 @@ class FileActions(QObject):
 
     def _provenance(self, info: dict, frame: Frame | None, **extra: object) -> dict[str, str]:
         iteration = None if frame is None else f"search step {frame.step + 1}, iteration {frame.iteration + 1}"
-        return export.provenance(model=info["model_name"], params=info["params"], iteration=iteration,
-                                 library_versions=info["versions"], Source=info["image_name"], Threads=str(info["threads"]), Seed=str(info["seed"]),
+        return export.provenance(model=info["model_name"], params=info["params"] or info["settings"],
+                                 iteration=iteration, library_versions=info["versions"], Source=info["image_name"],
+                                 Threads=str(info["threads"]), Seed=str(info["seed"]),
                                  Device=info["device"], **extra)
 
     def _fail(self, text: str) -> bool:
@@ -145,13 +158,19 @@ class FileActions(QObject):
 
     # -- sessions ------------------------------------------------------------------------------------------------
     def save_session(self, path: str | Path, wait: bool = True, then: Callable[[], None] | None = None) -> bool:
-        """Write the shown run to one session file (atomically); wait=False packs and writes it in the file worker,
-        with progress and Cancel. `then` runs once the session is saved."""
-        info = self.info()
-        if info is None:
+        """Write every kept run of the image (the shown one marked) to one session file (atomically); wait=False
+        packs and writes it in the file worker, with progress and Cancel. `then` runs once the session is saved."""
+        s = self.state
+        kept = [k for k in s.runs if self.info(k) is not None]
+        if s.shown not in kept and self.info(s.shown) is not None:
+            kept.append(s.shown)  # a run still going: what it has so far
+        if not kept:
             return self._fail("nothing to save yet: run the attack first")
-        session = Session(self.state.history, self._image(), self.state.image.source_png, info, self._cam_array(),
-                          dict(self.state.files))
+        image = self._image()
+        runs = [SavedRun(k.history, self.info(k), self._cam_array(k),
+                         None if np.array_equal(k.description.image, image) else k.description.image, dict(k.files))
+                for k in kept]
+        session = Session(image, s.image.source_png, runs, kept.index(s.shown) if s.shown in kept else len(kept) - 1)
 
         def saved(text: str) -> bool:
             self.state.mark_saved(str(path))
@@ -170,17 +189,16 @@ class FileActions(QObject):
 
         def opened(session: Session) -> bool:
             try:
-                image, run, cam = session_records(session)
+                image = session_image(session)
+                runs = [self.state.new_run(**run_parts(session, saved)) for saved in session.runs]
             except (KeyError, TypeError, ValueError, IndexError) as error:
                 return self._fail(f"{name}: damaged session file ({error})")
-            info = session.info
-            self.window.controls.show_run(run)
-            self.state.show_session(image, run, session.history, (cam, None), str(path),
-                                    tuple(info["shown"]) if isinstance(info.get("shown"), list) else None,
-                                    info.get("record") if isinstance(info.get("record"), dict) else None,
-                                    session.files)
-            return self._done(f"session {name}: {info['image_name']}, {info['model_name']}, "
-                              f"{len(session.history)} iterations")
+            info, shown = session.info, runs[session.shown]
+            self.window.controls.show_run(shown.description)
+            self.state.show_session(image, runs, shown, str(path),
+                                    tuple(info["shown"]) if isinstance(info.get("shown"), list) else None)
+            return self._done(f"session {name}: {info['image_name']}, {len(runs)} run{'s' if len(runs) > 1 else ''}, "
+                              f"{info['model_name']}, {len(session.history)} frames shown")
 
         return self._job("", read_session, (str(path),), wait, opened, f"opening {name}")
 
@@ -228,10 +246,11 @@ class FileActions(QObject):
         x = self._image()
         delta = self._delta(which, frame)
         x_adv = np.clip(x + delta.transpose(1, 2, 0), 0, 1)
-        lambda_map = (10.0 ** frame.log10_lambda[0].astype(np.float64)).astype(np.float32)
+        lambda_map = None if frame.log10_lambda is None else (
+            10.0 ** frame.log10_lambda[0].astype(np.float64)).astype(np.float32)
         cam_map = self._cam_array()
         record = self.state.record
-        if which == CHOSEN and record:  # the engine's metrics record of the returned example (gse_algo.record)
+        if which == CHOSEN and record:  # the engine's metrics record of the returned example (as gse-attack's)
             m = {**record, "figure_iterate": {"step": frame.step, "iteration": frame.iteration}}
         else:
             m = self._summary(info, frame, x, x_adv, which)
@@ -247,9 +266,12 @@ class FileActions(QObject):
         delta = (x_adv - x).astype(np.float64)
         clean, adv = info["clean_class"], int(frame.top_classes[0][0])
         success = bool(frame.success[0]) if which != CHOSEN else True
+        # GSE's record names its preset; a baseline's its attack, as gse-attack --attack writes them
+        own = {"preset": info.get("preset") or "custom"} if info["attack"] == GSE else {
+            "attack": {"name": info["attack"], "title": info["attack_title"]}}
         return {"image": info["image_name"], "model": info["model_name"], "targeted": info["targeted"],
                 "target": {"index": info["label"], "name": names[info["label"]]} if info["targeted"] else None,
-                "preset": info.get("preset") or "custom", "success": success,
+                **own, "success": success,
                 "clean": {"index": clean, "name": names[clean], "probability": float(info["top_probs"][0])},
                 "adversarial": {"index": adv, "name": names[adv], "probability": float(frame.top_probs[0][0])},
                 "acp": int(frame.acp[0]), "anc": int(frame.anc[0]), "l2": float(np.sqrt((delta ** 2).sum())),
@@ -257,8 +279,8 @@ class FileActions(QObject):
                 "fools_at_8bit": None,  # unknown without the model
                 "interpretability_score": {"70": math.nan},  # the CAM panel's IS goes in the CAM caption
                 "figure_iterate": {"step": frame.step, "iteration": frame.iteration},
-                "params": info["params"], "versions": info["versions"], "threads": info["threads"],
-                "seed": info["seed"], "device": info["device"]}
+                "params": info["params"] or info["settings"], "versions": info["versions"],
+                "threads": info["threads"], "seed": info["seed"], "device": info["device"]}
 
     def export_figure(self, path: str | Path, panels: list[str] | None = None,
                       which: str | tuple[int, int] = SHOWN, dpi: int = 300, wait: bool = True) -> bool:
@@ -267,15 +289,52 @@ class FileActions(QObject):
         try:
             info = self.info()
             data, frame, _ = self.figure_data(which, info)
-            panels = [p for p in (panels or figures.DEFAULT_PANELS) if p != "cam" or data.cam is not None]
+            missing = {"cam": data.cam is None, "lambda": data.lambda_map is None}
+            panels = [p for p in (panels or figures.DEFAULT_PANELS) if not missing.get(p)]
             if not panels:
                 raise ValueError("no panel to draw (the CAM panel needs a computed CAM)")
-            metadata = self._provenance(info, frame, Title=f"GSE adversarial example of {info['image_name']}",
+            metadata = self._provenance(info, frame, Title=f"{info['attack_title']} adversarial example of "
+                                                           f"{info['image_name']}",
                                         Panels=",".join(panels))
         except (ValueError, IndexError, KeyError) as error:
             return self._fail(f"figure not saved: {error}")
         return self._job("figure not saved: ", write_figure, (data, panels, str(path), dpi, metadata), wait,
                          self._done, "drawing the figure")
+
+    # -- comparison -----------------------------------------------------------------------------------------------
+    def comparison_runs(self) -> list[ComparedRun]:
+        """The compared runs (A, B) as the comparison figure takes them; ValueError when they cannot be drawn."""
+        if self.state.compared is None:
+            raise ValueError("select two runs to compare first")
+        runs = []
+        for key in self.state.compared:
+            kept = self.state.kept(key)
+            if kept.measured is None:
+                raise ValueError(f"{kept.name} was stopped: it has no measured result to compare")
+            x, m = kept.description.image, kept.measured
+            x_adv = np.clip(x + kept.outcome()[0].transpose(1, 2, 0), 0, 1)
+            runs.append(ComparedRun(kept.name, x_adv, m.metrics, m.time_s, m.n_forward, m.n_backward))
+        return runs
+
+    def export_comparison(self, path: str | Path, dpi: int = 200, wait: bool = True) -> bool:
+        """The comparison of the two compared runs as one figure (PNG / SVG / PDF by suffix), drawn by the same
+        Qt-free code as gse-compare (wait: as export_figure)."""
+        try:
+            runs = self.comparison_runs()
+            kept = [self.state.kept(key) for key in self.state.compared]
+            a = kept[0].description
+            goal = f"targeted at {a.model.class_name(a.label)}" if a.targeted else "untargeted"
+            title = f"{runs[0].label} vs {runs[1].label} on {self.state.image.name}: {a.model.name}, {goal}"
+            infos = [self.info(k) for k in kept]
+            metadata = export.provenance(model=a.model.name, library_versions=infos[0]["versions"], Title=title,
+                                         Source=self.state.image.name,
+                                         Runs={r.label: {"attack": i["attack"], "settings": i["params"] or i["settings"]}
+                                               for r, i in zip(runs, infos)})
+        except (ValueError, KeyError) as error:
+            return self._fail(f"comparison not saved: {error}")
+        return self._job("comparison not saved: ", write_comparison,
+                         (a.image, runs, list(a.model.class_names), title, str(path), dpi, metadata), wait, self._done,
+                         "drawing the comparison")
 
     # -- animation ------------------------------------------------------------------------------------------------
     def animation_frames(self, step: int | None, every: int) -> list[animation.FrameData]:
@@ -290,7 +349,7 @@ class FileActions(QObject):
             raise ValueError("nothing to animate yet: run the attack first")
         x, cam = self._image(), self._cam_array()
         return [animation.FrameData(x, f.delta[0], f.mask[0], f"step {f.step + 1}, iteration {f.iteration + 1}",
-                                    f.log10_lambda[0], cam) for f in picked]
+                                    None if f.log10_lambda is None else f.log10_lambda[0], cam) for f in picked]
 
     def export_animation(self, path: str | Path, step: int | None = None, every: int = 10, fps: float = 5.0,
                          columns: int = 5, panels: list[str] | None = None, wait: bool = True) -> bool:
@@ -342,6 +401,8 @@ class FileActions(QObject):
             arrays = {"x": data.x.transpose(2, 0, 1), "x_adv": data.x_adv.transpose(2, 0, 1),
                       "delta": (data.x_adv - data.x).transpose(2, 0, 1), "mask": data.mask,
                       "lambda_map": data.lambda_map}
+            if data.lambda_map is None:
+                del arrays["lambda_map"]
             if data.cam is not None:
                 arrays["cam"] = np.asarray(data.cam, np.float32)
             m = {**m, "cam": info.get("cam"), "session_info": {k: v for k, v in info.items() if k != "class_names"}}

@@ -39,13 +39,15 @@ def build_menu(actions) -> None:
     figure = add(sub, "Composite figure…", lambda: _export_figure(actions), "Ctrl+E")
     add(sub, "Animation (GIF) / frame strip…", lambda: _export_animation(actions))
     add(sub, "Data (adversarial PNG 16-bit + arrays .npz + metrics .json)…", lambda: _export_data(actions))
+    actions.needs_pair = [add(sub, "Comparison of the two runs compared…", lambda: ask_comparison(actions))]
     menu.addSeparator()
     add(menu, "Quit", w.close, QKeySequence.StandardKey.Quit)
     bar = w.addToolBar("File")
     bar.setObjectName("file_toolbar")
     for action in (open_image, open_session, save_session, figure):
         bar.addAction(action)
-    actions.needs_run = [save_session, *sub.actions()]  # enabled once there is a run to save or export
+    # saving and exporting are enabled once there is a run; the comparison once two runs are compared
+    actions.needs_run = [save_session, *(a for a in sub.actions() if a not in actions.needs_pair)]
 
 
 def _save_path(parent: QWidget, title: str, name: str, filters: str) -> str:
@@ -105,6 +107,14 @@ def _options_and_path(actions, dialog: QDialog, title: str, stem: str) -> tuple[
     suffix = options["suffix"]
     path = _save_path(actions.window, title, stem + suffix, f"{suffix[1:].upper()} (*{suffix})")
     return (options, path) if path else None
+
+
+def ask_comparison(actions) -> None:
+    """The file name (PNG or SVG) of the comparison figure, then its export in the file worker."""
+    path = _save_path(actions.window, "Save comparison figure", "comparison.png",
+                      "PNG image (*.png);;SVG drawing (*.svg)")
+    if path:
+        actions.export_comparison(path, wait=False)
 
 
 def _export_data(actions) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from gse_algo import animation, figures
+from gse_algo import animation, compare_figure, figures
 from gse_desktop.session import Cancelled, Session, load_session, save_session
 
 _channel: dict = {}  # in the worker process: the progress queue, the cancelled job's token, the running job's token
@@ -68,6 +68,14 @@ def write_animation(frames: list[animation.FrameData], panels: list[str], path: 
         strip = animation.frame_strip(pictures, [frame.label for frame in frames], columns=columns)
         figures.save_figure(strip, path, dpi=150, metadata=metadata)
     return f"{len(frames)} frames saved to {path}"
+
+
+def write_comparison(x: np.ndarray, runs: list[compare_figure.ComparedRun], class_names: list[str], title: str,
+                     path: str, dpi: int, metadata: dict) -> str:
+    """The comparison figure of runs of one image (gse_algo.compare_figure, as gse-compare draws it), by suffix."""
+    figure = compare_figure.comparison_figure(x, runs, class_names=class_names, title=title)
+    figures.save_figure(figure, path, dpi=dpi, metadata=metadata)
+    return f"comparison figure ({' vs '.join(r.label for r in runs)}) saved to {path}"
 
 
 class FileWorker:

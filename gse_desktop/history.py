@@ -7,7 +7,7 @@ Storage per snapshot (see `RunHistory.nbytes`):
 - delta: the engine's sparse pixels as int32 indices + float32 values [n, C]; the index array is shared with the
   previous snapshot when the support did not change (the common case in phase 2);
 - lambda map: log10(lambda) as float16, kept only when the engine hands out a new array (phase 1); phase-2
-  snapshots share their step's last phase-1 map. log10 keeps +inf (float16 inf) and the huge values that
+  snapshots share their step's last phase-1 map. A library attack has none (None). log10 keeps +inf (float16 inf) and the huge values that
   lambda / q^k reaches (1e30 would overflow a plain float16); the cost is ~0.1-1 % relative precision in
   lambda, plenty for a colour map and a hover readout;
 - frozen region: np.packbits of the bool mask, shared while it does not change (it is fixed within a step);
@@ -57,7 +57,7 @@ class Frame:
     delta: np.ndarray  # float32 [B,C,H,W]
     mask: np.ndarray  # bool [B,H,W], pixels in the support
     frozen: np.ndarray  # bool [B,H,W], held at 0 (all False in phase 1)
-    log10_lambda: np.ndarray  # float32 [B,H,W], may hold +inf
+    log10_lambda: np.ndarray | None  # float32 [B,H,W], may hold +inf; None for an attack without a lambda map
     lambda_b: np.ndarray
     margin: np.ndarray
     cw_loss: np.ndarray
@@ -79,7 +79,7 @@ class _Packed:
     phase: int
     pixels: np.ndarray  # int32 [n]
     values: np.ndarray  # float32 [n, C]
-    log_lambda: np.ndarray  # float16 [B,H,W] (shared)
+    log_lambda: np.ndarray | None  # float16 [B,H,W] (shared), None without a lambda map
     frozen_bits: np.ndarray | None  # uint8 packbits of bool [B,H,W] (shared), None in phase 1
     scalars: dict  # name -> small [B] / [B,k] array
 
@@ -124,7 +124,9 @@ class RunHistory:
                          self._lambda(snap.lambda_map), self._frozen(snap.frozen), scalars)
         self._steps.setdefault(snap.step, []).append(packed)
 
-    def _lambda(self, lam: np.ndarray) -> np.ndarray:
+    def _lambda(self, lam: np.ndarray | None) -> np.ndarray | None:
+        if lam is None:
+            return None
         if lam is not self._last_lambda_src:
             with np.errstate(divide="ignore"):
                 self._last_lambda = np.log10(lam).astype(np.float16)
@@ -184,7 +186,9 @@ class RunHistory:
             frozen = np.zeros((b, h, w), dtype=bool)
         else:
             frozen = np.unpackbits(p.frozen_bits, count=b * h * w).astype(bool).reshape(b, h, w)
-        if self._decoded_lambda is None or self._decoded_lambda[0] is not p.log_lambda:
+        if p.log_lambda is None:
+            self._decoded_lambda = (None, None)
+        elif self._decoded_lambda is None or self._decoded_lambda[0] is not p.log_lambda:
             decoded = p.log_lambda.astype(np.float32)
             decoded.flags.writeable = False
             self._decoded_lambda = (p.log_lambda, decoded)
@@ -262,7 +266,8 @@ class RunHistory:
                 **{name: np.array(v, np.int32) for name, v in index.items()},
                 "support_sizes": np.array([len(s) for s in supports], np.int64),
                 "support_pixels": np.concatenate(supports), "values": np.concatenate([p.values for p in packed]),
-                "log10_lambda": np.stack(shared["lambda"]), "frozen_bits": frozen_bits,
+                "log10_lambda": np.stack(shared["lambda"]) if shared["lambda"] else np.zeros((0, b, h, w), np.float16),
+                "frozen_bits": frozen_bits,
                 **{f"scalar_{name}": np.stack([p.scalars[name] for p in packed]) for name in SCALARS + DERIVED}}
 
     @classmethod
@@ -310,8 +315,9 @@ class RunHistory:
             if vals.shape != (len(pixels), c):
                 raise ValueError("the trace's perturbation values do not match its supports")
             frozen = None if arrays["frozen"][k] < 0 else pick(frozens, int(arrays["frozen"][k]), "frozen region")
+            lambda_map = None if arrays["lambda"][k] < 0 else pick(lambdas, int(arrays["lambda"][k]), "lambda map")
             snap = Snapshot(int(arrays["step"][k]), int(arrays["iteration"][k]), int(arrays["phase"][k]),
-                            SparseDelta(shape, pixels, vals), pick(lambdas, int(arrays["lambda"][k]), "lambda map"),
+                            SparseDelta(shape, pixels, vals), lambda_map,
                             frozen, sigma_b=unknown, l2_term=unknown, **{name: v[k] for name, v in scalars.items()})
             history.add(snap, None if saved is None else {name: v[k] for name, v in saved.items()})
             if progress is not None and k % PROGRESS_EVERY == 0:

@@ -3,8 +3,8 @@
 The image views, the readout and the timeline are the central widget; everything else is a dock the user can
 move, tabify, float or close (View > Panels). Run/Pause/Step/Stop sit in a toolbar, so they are reachable whatever
 panel is shown. The default arrangement: Setup and Parameters on the left (tabbed in a short window, one above the
-other in a tall one), Metrics and CAM comparison tabbed at the bottom, with Classes and Search steps as two more
-tabs in a narrow window or beside them in a wide one. The arrangement is saved in the settings
+other in a tall one), Metrics, CAM comparison and Runs tabbed at the bottom, with Classes and Search steps as two
+more tabs in a narrow window or beside them in a wide one. The arrangement is saved in the settings
 (QMainWindow.saveState) when the window closes and restored at start.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QTabBar, QTabWidget, QToolBar, QWidget
 
-LAYOUT_VERSION = 1  # bump when the docks change: an older saved layout is then ignored
+LAYOUT_VERSION = 2  # bump when the docks change: an older saved layout is then ignored
 STATE_KEY, GEOMETRY_KEY = "layout/state", "layout/geometry"
 TALL = 900  # window height from which Setup and Parameters are shown one above the other
 WIDE = 1600  # window width from which Classes and Search steps are shown beside the metrics, not as their tabs
@@ -21,7 +21,7 @@ BOTTOM_SHARE = 0.25  # of the window height for the bottom docks by default
 LEFT_WIDTH = 300
 SIDE_TABLES_WIDTH = 330
 AREAS = Qt.DockWidgetArea
-BOTTOM = ("metrics", "cam", "classes", "search")
+BOTTOM = ("metrics", "cam", "runs", "classes", "search")
 
 
 def scrolled(widget: QWidget) -> QScrollArea:
@@ -34,7 +34,7 @@ def scrolled(widget: QWidget) -> QScrollArea:
 
 
 class Docks(QObject):
-    """The docks of `window`, by name: setup, params, metrics, cam, classes, search (the default layout for the
+    """The docks of `window`, by name: setup, params, metrics, cam, runs, classes, search (the default layout for the
     window's size when made; `arrange` makes it again)."""
 
     def __init__(self, window: QMainWindow, panels: dict[str, tuple[str, QWidget]], run_buttons: QWidget) -> None:
@@ -89,9 +89,10 @@ class Docks(QObject):
             w.splitDockWidget(d["metrics"], d["classes"], Qt.Orientation.Horizontal)  # split first, then tabify
             w.tabifyDockWidget(d["classes"], d["search"])
             w.tabifyDockWidget(d["metrics"], d["cam"])
+            w.tabifyDockWidget(d["cam"], d["runs"])
             w.resizeDocks([d["classes"]], [SIDE_TABLES_WIDTH], Qt.Orientation.Horizontal)
         else:
-            for name in ("cam", "classes", "search"):
+            for name in ("cam", "runs", "classes", "search"):
                 w.tabifyDockWidget(d["metrics"], d[name])
         self.hide_stale_tab_bars()
         for first in ("setup", "classes", "metrics"):  # the tab shown first in each group

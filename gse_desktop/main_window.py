@@ -15,10 +15,12 @@ import numpy as np
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_THREADS, example_images
+from gse_algo.params import GSEParams
+from gse_desktop.compare_view import CompareView
 from gse_desktop.engine import EngineClient
 from gse_desktop.help import build_help_menu
 from gse_desktop.history import SERIES
@@ -27,9 +29,10 @@ from gse_desktop.panels.cam_panel import CamPanel
 from gse_desktop.panels.controls import ControlsPanel
 from gse_desktop.panels.image_views import ImageViews
 from gse_desktop.panels.plots import MetricPlots
+from gse_desktop.panels.run_list import RunList
 from gse_desktop.panels.tables import SearchTable, TopTable
 from gse_desktop.panels.timeline import Timeline
-from gse_desktop.records import RunSpec
+from gse_desktop.records import GSE, RunSpec
 from gse_desktop.state import ACTIVE, FAILED, PAUSED, STOPPED, AppState
 
 REDRAW_MS = 33  # at most ~30 redraws a second; the latest snapshot wins
@@ -80,6 +83,9 @@ class MainWindow(QMainWindow):
         from gse_desktop.study_view import add_to_file_menu
 
         add_to_file_menu(self)  # File > Open study… (gse-study folders)
+        from gse_desktop.export_dialog import ask_comparison
+
+        self.compare_view.export_clicked.connect(lambda: ask_comparison(self.files))
         view = self.menuBar().addMenu("&View")
         view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
         view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
@@ -105,6 +111,8 @@ class MainWindow(QMainWindow):
         self.readout = QLabel("hover a pixel for its values")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.cam_panel = CamPanel(self.state, self.views)
+        self.run_list = RunList(self.state)
+        self.compare_view = CompareView(self.state)
         self.view_area = QWidget()  # the central widget: the image views are what the tool is for
         area = QVBoxLayout(self.view_area)
         area.setContentsMargins(0, 0, 0, 0)
@@ -112,7 +120,11 @@ class MainWindow(QMainWindow):
         area.addWidget(self.views, 1)
         area.addWidget(self.readout)
         area.addWidget(self.timeline)
-        self.setCentralWidget(self.view_area)
+        self.view_tabs = QTabWidget(documentMode=True)  # the shown run's views, and the comparison of two runs
+        self.view_tabs.setTabPosition(QTabWidget.TabPosition.West)  # the height stays the views'
+        self.view_tabs.addTab(self.view_area, "Run")
+        self.view_tabs.addTab(self.compare_view, "Compare")
+        self.setCentralWidget(self.view_tabs)
         self.timeline.install_shortcuts(self.view_area)
         self.message = QLabel("starting the engine …")
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
@@ -131,7 +143,7 @@ class MainWindow(QMainWindow):
                                   "params": ("Parameters", scrolled(self.controls.params_box)),
                                   "metrics": ("Metrics", self.plots), "cam": ("CAM comparison", self.cam_panel),
                                   "classes": ("Classes", self.top_table),
-                                  "search": ("Search steps", self.search_table)},
+                                  "search": ("Search steps", self.search_table), "runs": ("Runs", self.run_list)},
                            self.controls.run_buttons)
 
     def _wire(self) -> None:
@@ -149,7 +161,7 @@ class MainWindow(QMainWindow):
         self.timeline.follow.toggled.connect(s.set_follow)
         for name, slot in (("engine", self._on_engine), ("image", self._on_image), ("run", self._on_run),
                            ("history", self._on_history), ("cursor", self._mark_dirty), ("status", self._on_status),
-                           ("result", self._on_result), ("error", self._on_error),
+                           ("result", self._on_result), ("error", self._on_error), ("compare", self._on_compare),
                            ("weights_missing", self._on_weights_missing),
                            ("weights_installed", self._on_weights_installed)):
             s.events.connect(name, slot)
@@ -161,6 +173,8 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.docks.restore(s)
         self.controls.restore(s, DEFAULT_THREADS)
+        if self.state.attacks:  # a shared engine described the registry already
+            self.controls.attack_picker.set_attacks(self.state.attacks)
         self.controls.set_examples(example_images())
         self.controls.set_recent(self._recent())
         self.controls.set_model_names([DEFAULT_MODEL], model or s.value("model", DEFAULT_MODEL))
@@ -268,23 +282,24 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def start_run(self) -> None:
-        """Run the attack with the shown settings (asking first about an unsaved run)."""
-        self.after_unsaved("running the attack again", self._run_now)
-
-    def _run_now(self) -> None:
+        """Run the attack with the shown settings (the runs so far stay in the run list: nothing is discarded)."""
         image = self.state.image
         if image is None:
             self.show_error("open an image first")
             return
-        try:
-            params = self.controls.params()
-        except ValueError as error:
-            self.show_error(f"invalid parameters: {error}")
-            return
         c = self.controls
+        attack = c.attack()
+        params = GSEParams()  # another attack's run does not read GSE's boxes
+        if attack.name == GSE:
+            try:
+                params = c.params()
+            except ValueError as error:
+                self.show_error(f"invalid parameters: {error}")
+                return
         self._save_settings()
         self.state.start_run(RunSpec(image.path, c.model_spec(), c.device_combo.currentText(), c.target(), params,
-                                     c.preset(), c.threads_spin.value()))
+                                     c.preset(), c.threads_spin.value(), attack=attack.name,
+                                     settings=c.attack_settings()))
 
     def run_when_ready(self) -> None:
         """Press Run as soon as the engine is ready and the image is open (`gse-desktop --run`)."""
@@ -312,6 +327,8 @@ class MainWindow(QMainWindow):
             self.controls.set_devices(devices)
         if ready and self.engine.info.get("models"):
             self.controls.set_models(self.engine.info["models"])
+        if ready and self.state.attacks:
+            self.controls.attack_picker.set_attacks(self.state.attacks)
         self._on_status()
 
     def _on_image(self) -> None:
@@ -363,12 +380,22 @@ class MainWindow(QMainWindow):
 
     def _on_run(self) -> None:
         run = self.state.run
+        self.view_tabs.setCurrentWidget(self.view_area)  # a new run, or another one shown: its views
         if self.views.original is None or not np.array_equal(self.views.original, run.image):
             self._show_image(run.image, "model input")
         self.controls.set_class_names(list(run.model.class_names))
         self.top_table.set_before(run.clean.classes, run.clean.probs, list(run.model.class_names), run.label)
-        self.plots.set_phase_boundary(run.params.k_hat, run.params.iters)
-        self.progress.setRange(0, run.params.iters * run.params.search_steps)
+        attack = run.attack
+        self.views.set_attack(attack.title, attack.has_lambda_map)
+        self.plots.set_attack(attack.title, attack.name == GSE)
+        if run.params is not None:
+            self.plots.set_phase_boundary(run.params.k_hat, run.params.iters)
+            self.progress.setRange(0, run.params.iters * run.params.search_steps)
+        else:  # a library attack's number of forward calls is not known in advance
+            self.progress.setRange(0, 0 if self.state.active else 1)
+        self.timeline.set_search(attack.has_search)
+        if not attack.has_search:
+            self.search_table.set_note(f"{attack.title} has no outer search over λ")
         self.model_label.setText(f" model: {run.model.name} ")
         self.setWindowTitle(self._title())
         self.settings.setValue("model", run.spec.model_spec)  # remembered once it has worked
@@ -376,21 +403,27 @@ class MainWindow(QMainWindow):
     def _on_history(self) -> None:
         history = self.state.history
         self.timeline.set_counts({s: history.n_iterations(s) for s in history.steps})
+        run = self.state.run
+        if run is None or run.params is None:
+            return
         if self.search_table.rowCount() != len(history.steps):
             self.search_table.set_summaries(history.summaries())
         latest = history.latest()
-        run = self.state.run
-        if latest is not None and run is not None:
+        if latest is not None:
             self.progress.setValue(min(latest[0] * run.params.iters + latest[1] + 1, self.progress.maximum()))
 
     def _on_result(self) -> None:
         history = self.state.history
         result = history.result
-        self.timeline.chosen_step = int(result.chosen_step[0]) if result is not None and result.chosen_step[0] >= 0 \
-            else None
+        run = self.state.run
+        search = run is not None and run.attack.has_search
+        self.timeline.chosen_step = int(result.chosen_step[0]) if search and result is not None \
+            and result.chosen_step[0] >= 0 else None
         self.timeline.set_counts({s: history.n_iterations(s) for s in history.steps})
-        self.search_table.set_summaries(history.summaries())
+        if search:
+            self.search_table.set_summaries(history.summaries())
         if result is not None:
+            self.progress.setRange(0, max(self.progress.maximum(), 1))
             self.progress.setValue(self.progress.maximum())
         self._mark_dirty()
 
@@ -401,6 +434,7 @@ class MainWindow(QMainWindow):
         self.controls.run_button.setEnabled(not running and s.image is not None and s.engine_ready)
         self.engine_label.setText(" engine ready " if s.engine_ready else " engine starting … ")
         if s.status in (STOPPED, FAILED):
+            self.progress.setRange(0, max(self.progress.maximum(), 1))  # a library run's busy bar stops
             self.progress.setValue(0)
         text = s.message
         if running and s.run is not None and s.cursor is not None and s.status != PAUSED:
@@ -412,6 +446,10 @@ class MainWindow(QMainWindow):
         s, run = self.state, self.state.run
         step, index = s.history.latest() or (0, 0)
         p = run.params
+        if p is None:
+            forward, backward = s.shown.calls or (0, 0)
+            return (f"running {run.attack.title}: {forward} forward calls, {backward} backward passes, "
+                    f"{len(s.history)} frames — {s.elapsed():.0f} s")
         done = step * p.iters + index + 1
         elapsed = s.elapsed()
         left = elapsed / len(s.history) * (p.iters * p.search_steps - done) if len(s.history) else float("nan")
@@ -425,6 +463,10 @@ class MainWindow(QMainWindow):
                  Path(s.session_path).name if s.session_path else None]
         self.setWindowModified(s.unsaved)
         return " — ".join([p for p in parts if p] + ["GSE Desktop[*]"])
+
+    def _on_compare(self) -> None:
+        """Two runs chosen for comparison: show them; none: back to the run's views."""
+        self.view_tabs.setCurrentWidget(self.compare_view if self.state.compared else self.view_area)
 
     # -- drawing -------------------------------------------------------------------------------------------------
     def _mark_dirty(self) -> None:

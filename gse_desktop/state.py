@@ -1,9 +1,11 @@
 """The application state (Qt-free, like napari's components): the one owner of everything the window shows.
 
-It owns the current image and its model input, the description of the shown run, its RunHistory, the cursor
-(search step, iteration) with the rule "follow live until the user moves it", the CAM selection and its cache (a
-shown map always carries the key that produced it), and the runs kept in this window. Views subscribe to its
-events and render; exports and sessions read it; nothing reads state back from widgets.
+It owns the current image and its model input, the runs of that image (`runs`: KeptRun, each the one owner of its
+description, RunHistory, engine record, measured metrics and CAM state; `shown` is the one on screen, `run`,
+`history`, `record`, `files` and `cam` are its parts), the cursor (search step, iteration) with the rule "follow
+live until the user moves it", the CAM selection and its cache (a shown map always carries the key that produced
+it) and the pair of runs compared. Views subscribe to its events and render; exports and sessions read it;
+nothing reads state back from widgets.
 
 It talks to the engine through an EngineClient-like object (`open_image`, `start_run`, `pause`, `resume`, `step`,
 `stop`, `submit`, `cancel`) and is fed the client's events through `handle` (the Qt layer polls the client on a
@@ -20,11 +22,14 @@ Events (`state.events.connect(name, callback)`):
   cam()                    the CAM selection, cache, job or IS changed
   weights_missing(info)    a torchvision model's weights are missing: {"arch", "path" (where they belong), "message"}
   weights_installed(arch, path)  a weights file the user picked for `arch` is now where torchvision looks
+  runs()                   the run list changed (a run kept, removed or renamed; another one shown)
+  compare()                the compared pair changed (state.compared)
   error(text)              something failed: one line for the user; the state is as it was
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,7 +39,7 @@ import numpy as np
 
 from gse_algo.defaults import EXPENSIVE_METHODS
 from gse_desktop.history import RunHistory
-from gse_desktop.records import Final, OpenedImage, RunDescription, RunSpec
+from gse_desktop.records import Final, Measured, OpenedImage, RunDescription, RunSpec
 
 CAM_IMAGES = ("clean", "adversarial")
 CAM_BATCH = 4  # masked/ablated inputs per pass of ScoreCAM/AblationCAM: small, so that a cancel acts soon
@@ -89,33 +94,60 @@ class CamState:
         return self.cache.get(self.shown) if self.shown is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class KeptRun:
-    """A run of the current image kept for comparison."""
+    """One run of the current image: what ran, every frame, the engine's record and measured metrics, its CAM.
+    `key` identifies it in this window; `name` is the user's (renamable)."""
 
-    description: RunDescription
-    history: RunHistory
+    key: int
+    name: str = ""
+    description: RunDescription | None = None  # None until the engine has prepared the run
+    history: RunHistory = field(default_factory=RunHistory)
+    record: dict = field(default_factory=dict)  # the engine's metrics record (gse_algo.record, as JSON)
+    files: dict[int, np.ndarray] = field(default_factory=dict)  # bits -> the integers of the adversarial file
+    measured: Measured | None = None  # the registry's metrics, time and counts (None: stopped or failed)
+    cam: CamState = field(default_factory=CamState)
+    calls: tuple[int, int] | None = None  # a library attack's forward/backward counts so far
+
+    def outcome(self) -> tuple[np.ndarray, int]:
+        """(delta [C,H,W], class) where the run ended: its returned example, else (stopped) its latest iterate."""
+        result = self.history.result
+        if result is not None:
+            return np.asarray(result.delta[0]), int(result.adv_pred[0])
+        last = self.history.frame(*self.history.latest())
+        return last.delta[0], int(last.pred[0])
+
+
+def _part(name: str, doc: str) -> property:
+    """A part of the shown run, read and written through `AppState.shown`."""
+    return property(lambda self: getattr(self.shown, name), lambda self, value: setattr(self.shown, name, value),
+                    doc=doc)
 
 
 class AppState:
+    run = _part("description", "The shown run's RunDescription (None before the engine prepared it).")
+    history = _part("history", "The shown run's RunHistory.")
+    record = _part("record", "The shown run's engine record.")
+    files = _part("files", "The shown run's adversarial file integers per bit depth.")
+    cam = _part("cam", "The shown run's CAM state.")
+
     def __init__(self, engine) -> None:
         self.engine = engine
         self.events = Events()
         self.engine_ready = bool(getattr(engine, "ready", False))  # a shared client may be ready already
+        self.attacks: list = list(getattr(engine, "info", {}).get("attacks", []))  # AttackInfo, from the engine
         self.image: OpenedImage | None = None
-        self.run: RunDescription | None = None
-        self.history = RunHistory()
+        self._keys = itertools.count(1)
+        self.shown = KeptRun(next(self._keys))
         self.cursor: tuple[int, int] | None = None
         self.follow = True
-        self.cam = CamState()
-        self.runs: list[KeptRun] = []
+        self.runs: list[KeptRun] = []  # the kept runs of the image, oldest first (the shown one may be new)
+        self.compared: tuple[int, int] | None = None  # keys of the two runs compared
         self.session_path: str | None = None  # the session file the shown run came from (or was saved to)
-        self.unsaved = False  # a run ended here and has not been saved since: discarding it asks first
+        self.unsaved = False  # a run ended or the run list changed since the runs were saved: discarding asks first
         self.status, self.message = IDLE, ""
         self.run_id: int | None = None
         self.spec: RunSpec | None = None  # what the current/last Run asked for
-        self.record: dict = {}  # the engine's metrics record of the finished run (gse_algo.record, as JSON)
-        self.files: dict[int, np.ndarray] = {}  # bits -> the integers of the finished run's adversarial file
         self._opening: int | None = None
         self._weights_job: tuple[int, str] | None = None  # (job, arch)
         self._active_s, self._resumed_at = 0.0, None  # run time, pauses excluded
@@ -130,48 +162,112 @@ class AppState:
 
     def _opened(self, opened: OpenedImage) -> None:
         self._clear_run()
-        self.image, self.runs, self.session_path = opened, [], None
+        self.image, self.session_path, self.unsaved = opened, None, False
+        self._set_runs([])
         note = f" — no model: {opened.model_error}" if opened.model_error else ""
         w, h = opened.file_size
         self._set_status(IDLE, f"image {opened.name} ({w}x{h}){note}")
         self.events.emit("image")
 
-    def show_session(self, image: OpenedImage, run: RunDescription, history: RunHistory,
-                     cam: tuple[CamState, str | None], path: str, shown: tuple[int, int] | None,
-                     record: dict | None = None, files: dict[int, np.ndarray] | None = None) -> None:
-        """Switch to a reopened session in one step (it was read and checked completely before)."""
+    def new_run(self, **parts: object) -> KeptRun:
+        """A KeptRun with this window's next key (sessions make their runs with it)."""
+        return KeptRun(next(self._keys), **parts)
+
+    def show_session(self, image: OpenedImage, runs: list[KeptRun], shown: KeptRun, path: str,
+                     cursor: tuple[int, int] | None) -> None:
+        """Switch to a reopened session's runs in one step (it was read and checked completely before); `shown`
+        (one of `runs`) is on screen at `cursor`."""
         if self.active:
             self.stop()
         self._clear_run()
         self._opening = None  # an image asked for before (at start-up, say) no longer replaces the session
-        self.image, self.run, self.history, self.runs, self.session_path = image, run, history, [], path
-        self.cam, self.record, self.files = cam[0], record or {}, dict(files or {})
-        self.follow = False
-        self.cursor = shown if shown is not None and self._valid(*shown) else self._chosen_position()
-        self._set_status(FINISHED if history.result is not None else STOPPED, cam[1] or f"session {path}")
-        self.events.emit("image")
-        self.events.emit("run")
-        self.events.emit("history")
-        self.events.emit("result")
-        self.events.emit("cursor")
-        self.events.emit("cam")
+        self.image, self.session_path, self.unsaved = image, path, False
+        self._set_runs(runs)
+        self._show(shown, cursor, f"session {path}")
+
+    def show_kept(self, key: int) -> None:
+        """Show one of the kept runs (not while a run is active: its frames go to the run on screen)."""
+        if self.active:
+            self.events.emit("error", "stop the run first to show another one")
+            return
+        kept = self.kept(key)
+        if kept is not self.shown:
+            self._leave_cam()
+            self._show(kept, None, f"showing {kept.name}")
+            self._resume_cam()
+
+    def _show(self, kept: KeptRun, cursor: tuple[int, int] | None, message: str) -> None:
+        self.shown, self.follow, self.run_id = kept, False, None
+        self.cursor = cursor if cursor is not None and self._valid(*cursor) else self._chosen_position()
+        self._set_status(FINISHED if kept.history.result is not None else STOPPED, message)
+        for event in ("image", "run", "history", "result", "cursor", "cam", "runs"):
+            self.events.emit(event)
 
     def _clear_run(self) -> None:
-        self._cancel_cam_jobs()
-        self.run, self.history, self.cursor, self.follow, self.cam = None, RunHistory(), None, True, CamState()
-        self.record, self.files = {}, {}
+        self._leave_cam()
+        self.shown, self.cursor, self.follow = KeptRun(next(self._keys)), None, True
         self.run_id = None
-        self.unsaved = False
 
     def discard_unsaved(self) -> None:
-        """The user chose to drop the unsaved run (quitting)."""
+        """The user chose to drop the unsaved runs (quitting)."""
         self.unsaved = False
         self.events.emit("status")
 
     def mark_saved(self, path: str) -> None:
-        """The shown run is now in the session file `path`."""
+        """The kept runs are now in the session file `path`."""
         self.unsaved, self.session_path = False, path
         self.events.emit("status")
+
+    # -- the run list --------------------------------------------------------------------------------------------
+    def kept(self, key: int) -> KeptRun:
+        """The kept run with this key (KeyError when there is none)."""
+        for kept in self.runs:
+            if kept.key == key:
+                return kept
+        raise KeyError(f"no run {key} in this window")
+
+    def rename_run(self, key: int, name: str) -> None:
+        name = " ".join(str(name).split())[:80]
+        if name:
+            self.kept(key).name = name
+            self.unsaved = True
+            self.events.emit("runs")
+            if self.compared is not None and key in self.compared:
+                self.events.emit("compare")
+
+    def remove_run(self, key: int) -> None:
+        """Forget a kept run; removing the one on screen shows the newest remaining one (or nothing)."""
+        kept = self.kept(key)
+        if kept is self.shown and self.active:
+            self.events.emit("error", "stop the run first to remove it")
+            return
+        self._set_runs([k for k in self.runs if k is not kept])
+        self.unsaved = True
+        if kept is self.shown:
+            self._leave_cam()
+            if self.runs:
+                self._show(self.runs[-1], None, f"removed {kept.name}")
+                self._resume_cam()
+            else:
+                self._clear_run()
+                self._set_status(IDLE, f"removed {kept.name}")
+                self.events.emit("image")
+
+    def compare(self, keys: tuple[int, int] | None) -> None:
+        """Compare two kept runs (A, B), or stop comparing (None)."""
+        if keys is not None:
+            keys = (self.kept(keys[0]).key, self.kept(keys[1]).key)
+        if keys != self.compared:
+            self.compared = keys
+            self.events.emit("compare")
+
+    def _set_runs(self, runs: list[KeptRun]) -> None:
+        self.runs = list(runs)[-MAX_KEPT_RUNS:]
+        keys = {k.key for k in self.runs}
+        if self.compared is not None and not set(self.compared) <= keys:
+            self.compared = None
+            self.events.emit("compare")
+        self.events.emit("runs")
 
     # -- runs ----------------------------------------------------------------------------------------------------
     @property
@@ -188,6 +284,7 @@ class AppState:
         self.spec = spec
         self.session_path = None
         self.run_id = self.engine.start_run(spec)
+        self.events.emit("runs")  # the run shown is no longer one of the list
         self._active_s, self._resumed_at = 0.0, None
         self._set_status(LOADING, "preparing the run …")
         self.events.emit("image")  # the previous run's displays go (the image stays)
@@ -215,7 +312,8 @@ class AppState:
         """Stop the run at its next iteration; what it produced stays."""
         if self.active:
             self.engine.stop(self.run_id)
-            self._ended(STOPPED, f"stopped after {len(self.history)} iterations")
+            unit = "frames" if self.run is not None and not self.run.attack.has_search else "iterations"
+            self._ended(STOPPED, f"stopped after {len(self.history)} {unit}")
 
     def elapsed(self) -> float:
         """Seconds the run has been running, pauses excluded."""
@@ -233,9 +331,20 @@ class AppState:
         self.unsaved = self.unsaved or ran
         self._set_status(status, message)
         if ran:
-            self.runs = [*self.runs, KeptRun(self.run, self.history)][-MAX_KEPT_RUNS:]
+            if not self.shown.name:
+                self.shown.name = self._default_name(self.run)
+            if self.shown not in self.runs:
+                self._set_runs([*self.runs, self.shown])
             self._start_cam()
         self.events.emit("result")
+
+    def _default_name(self, run: RunDescription) -> str:
+        """'GSE 2': the attack's title and its number among this image's runs."""
+        taken = {k.name for k in self.runs}
+        number = 1 + sum(1 for k in self.runs if k.description is not None and k.description.attack.name == run.attack.name)
+        while f"{run.attack.title} {number}" in taken:
+            number += 1
+        return f"{run.attack.title} {number}"
 
     # -- cursor --------------------------------------------------------------------------------------------------
     def move_cursor(self, step: int, iteration: int, user: bool = True) -> None:
@@ -294,9 +403,15 @@ class AppState:
         if self.follow:
             self.move_cursor(*self.history.latest(), user=False)
 
-    def _on_ready(self, _ident: int, _payload: dict) -> None:
+    def _on_ready(self, _ident: int, payload: dict) -> None:
         self.engine_ready = True
+        self.attacks = list((payload or {}).get("attacks", self.attacks))
         self.events.emit("engine", True)
+
+    def _on_calls(self, ident: int, counts: tuple[int, int]) -> None:
+        if ident == self.run_id and self.active:
+            self.shown.calls = (int(counts[0]), int(counts[1]))
+            self.events.emit("status")
 
     def _on_engine_lost(self, ident: int, reason: str) -> None:
         self.engine_ready = False
@@ -334,13 +449,13 @@ class AppState:
                                  model_error=None)
         self._resumed_at = time.perf_counter()
         mode = f"target {run.label} ({run.model.class_name(run.label)})" if run.targeted else "untargeted"
-        self._set_status(RUNNING if self.status == LOADING else self.status, f"running GSE, {mode}")
+        self._set_status(RUNNING if self.status == LOADING else self.status, f"running {run.attack.title}, {mode}")
         self.events.emit("run")
 
     def _on_finished(self, ident: int, payload) -> None:
         if ident != self.run_id or payload is None:
             return  # a stopped run's last word (its displays were already kept)
-        result, self.record, self.files = payload
+        result, self.record, self.files, self.shown.measured = payload
         self.history.set_result(result)
         if self.follow and self._chosen_position() is not None:
             self.move_cursor(*self._chosen_position(), user=False)
@@ -349,9 +464,9 @@ class AppState:
         fools = self.record.get("fools_at_8bit")
         verdict = "still fools" if fools else "no longer fools"
         saved = "" if fools is None else f"; as an 8-bit PNG it {verdict} the model"
-        outcome = (f"success: now {adv} ({names.class_name(adv) if names else adv}), search step "
-                   f"{int(result.chosen_step[0]) + 1} chosen{saved}" if result.success[0]
-                   else "no adversarial example found")
+        chosen = f", search step {int(result.chosen_step[0]) + 1} chosen" if self.run.attack.has_search else ""
+        outcome = (f"success: now {adv} ({names.class_name(adv) if names else adv}){chosen}{saved}"
+                   if result.success[0] else "no adversarial example found")
         self._ended(FINISHED, f"done in {self.elapsed():.1f} s — {outcome}")
 
     def _on_failed(self, ident: int, text: str) -> None:
@@ -374,21 +489,28 @@ class AppState:
 
     def _start_cam(self) -> None:
         """A run has ended: compute its IS and the default CAM (GradCAM of the clean class on the clean image)."""
-        run = self.run
-        delta, adv_class = self._after_attack()
-        goal = run.label if run.targeted else adv_class
         self.cam = CamState(top_percent=self.cam.top_percent, opacity=self.cam.opacity)
-        self.cam.final_job = self.engine.submit("final", {**self._job_payload(), "clean": run.image, "delta": delta,
-                                                          "clean_class": run.clean_class, "goal": goal})
-        self.select_cam(CamKey("clean", run.clean_class, "GradCAM", run.model.cam_layer))
+        self._resume_cam()
+
+    def _resume_cam(self) -> None:
+        """The shown run's IS (unless known) and its selected CAM (the default GradCAM when none is)."""
+        run, cam = self.run, self.cam
+        if run is None or not len(self.history):
+            return
+        if cam.final is None:
+            delta, adv_class = self._after_attack()
+            goal = run.label if run.targeted else adv_class
+            cam.final_job = self.engine.submit("final", {**self._job_payload(), "clean": run.image, "delta": delta,
+                                                         "clean_class": run.clean_class, "goal": goal})
+        self.select_cam(cam.selection or CamKey("clean", run.clean_class, "GradCAM", run.model.cam_layer))
+
+    def _leave_cam(self) -> None:
+        """The shown run goes off screen: its CAM jobs are cancelled (they start again when it comes back)."""
+        self._cancel_cam_jobs()
+        self.cam.job, self.cam.final_job, self.cam.progress = None, None, 0.0
 
     def _after_attack(self) -> tuple[np.ndarray, int]:
-        """(delta [C,H,W], class) where the run ended: its returned example, else (stopped) its latest iterate."""
-        result = self.history.result
-        if result is not None:
-            return np.asarray(result.delta[0]), int(result.adv_pred[0])
-        last = self.history.frame(*self.history.latest())
-        return last.delta[0], int(last.pred[0])
+        return self.shown.outcome()
 
     def cam_classes(self) -> list[tuple[str, int]]:
         """(role, class index) the CAM can show: the clean class, the class after the attack, the target."""

@@ -1,4 +1,5 @@
-"""The controls: image, model, device, target (this widget); preset + every GSE parameter (`params_box`) and
+"""The controls: image, model, device, target (this widget); the attack (`params_box`: the attack picker with GSE's
+preset + every parameter, or another attack's parameter form, gse_desktop.panels.attack_form) and
 Run/Pause/Step/Stop (`run_buttons`), which the window places in panels and a toolbar of their own."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QButtonGroup, QComboBox, QDoubl
 
 from gse_algo.defaults import DEFAULT_REG, REGULARISER_NAMES
 from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, GSEParams
+from gse_desktop.panels.attack_form import AttackPicker
+from gse_desktop.records import GSE, AttackInfo
 
 # name -> decimals shown (None: an integer); tooltips and ranges are GSEParams' own (params.HELP, params.RANGES)
 DECIMALS = {"mu": 6, "sigma": 7, "k_hat": None, "q": 4, "iters": None, "search_steps": None, "search_factor": 3,
@@ -51,7 +54,9 @@ class ControlsPanel(QWidget):
         layout.addWidget(self._image_group())
         layout.addWidget(self._model_group())
         layout.addWidget(self._target_group(), 1)
-        self.params_box = self._params_group()  # the window shows it in a panel of its own
+        self.attack_picker = AttackPicker(self._params_group())
+        self.attack_picker.changed.connect(self._goals_allowed)
+        self.params_box = self.attack_picker  # the window shows it in a panel of its own
         self.run_buttons = QWidget()  # the window keeps these always in view, outside the scrolling column
         self.run_buttons.setLayout(self._buttons())
         self._applying = False
@@ -238,6 +243,26 @@ class ControlsPanel(QWidget):
         return GSEParams().replace(reg=self.reg_combo.currentText(),
                                    **{name: spin.value() for name, spin in self.spins.items()})
 
+    def attack(self) -> AttackInfo:
+        return self.attack_picker.current()
+
+    def attack_settings(self) -> dict:
+        """The chosen library attack's parameters (GSE reads `params()` and `preset()`)."""
+        return self.attack_picker.settings()
+
+    def _goals_allowed(self, info: AttackInfo) -> None:
+        """An attack that supports only untargeted (or only targeted) runs disables the other choice, saying why."""
+        for button, allowed, kind in ((self.targeted, info.targeted, "untargeted"),
+                                      (self.untargeted, info.untargeted, "targeted")):
+            button.setEnabled(allowed)
+            button.setToolTip("" if allowed else f"{info.title} supports {kind} runs only")
+        self.class_list.setEnabled(info.targeted)
+        self.class_list.setToolTip("" if info.targeted else self.targeted.toolTip())
+        if not info.targeted:
+            self.untargeted.setChecked(True)
+        elif not info.untargeted:
+            self.targeted.setChecked(True)
+
     def preset(self) -> str | None:
         name = self.preset_combo.currentText()
         return None if name == CUSTOM else name
@@ -256,12 +281,16 @@ class ControlsPanel(QWidget):
             self.targeted.setChecked(True)
 
     def show_run(self, run) -> None:
-        """Show a reopened run's settings (a RunDescription): its model, exact parameters and target."""
+        """Show a run's settings (a RunDescription): its model, attack, exact parameters and target."""
         self.model_combo.setCurrentText(run.spec.model_spec)
-        self.preset_combo.setCurrentText(CUSTOM)  # the run's effective parameters, exactly
-        for name, spin in self.spins.items():
-            spin.setValue(getattr(run.params, name))
-        self.reg_combo.setCurrentText(run.params.reg)
+        if run.attack.name == GSE:
+            self.attack_picker.select(GSE)
+            self.preset_combo.setCurrentText(CUSTOM)  # the run's effective parameters, exactly
+            for name, spin in self.spins.items():
+                spin.setValue(getattr(run.params, name))
+            self.reg_combo.setCurrentText(run.params.reg)
+        else:
+            self.attack_picker.show_settings(run.attack.name, run.settings)
         self.set_class_names(list(run.model.class_names))
         self.set_target(run.label if run.targeted else None)
 
@@ -342,6 +371,7 @@ class ControlsPanel(QWidget):
         settings.setValue("params/reg", self.reg_combo.currentText())
         settings.setValue("device", self.device_combo.currentText())
         settings.setValue("threads", self.threads_spin.value())
+        self.attack_picker.save(settings)
 
     def restore(self, settings: QSettings, default_threads: int) -> None:
         for name, spin in self.spins.items():
@@ -357,3 +387,4 @@ class ControlsPanel(QWidget):
         if self.device_combo.findText(device) >= 0:
             self.device_combo.setCurrentText(device)
         self.threads_spin.setValue(int(settings.value("threads", default_threads)))
+        self.attack_picker.restore(settings)

@@ -52,10 +52,9 @@ def colour_map(view: str) -> pg.ColorMap:
     return pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut)
 
 
-class ImageViews(pg.GraphicsLayoutWidget):
-    """Six linked image views; call `show_original` once per image and `show_frame` per shown snapshot."""
-
-    hovered = Signal(str)
+class LinkedViews(pg.GraphicsLayoutWidget):
+    """Image views that share zoom and pan (the same centre and scale, image pixels per screen pixel, in every
+    view), each with square pixels. `image_shape` (H, W) is what `fit` shows whole."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -64,42 +63,24 @@ class ImageViews(pg.GraphicsLayoutWidget):
         self.items: dict[str, pg.ImageItem] = {}
         self._fitted = True  # no zoom or pan since the last fit: a resize fits again
         self._syncing = False
-        self.original: np.ndarray | None = None
-        for name in TITLES:
-            plot = self.addPlot(*CELLS[name])
-            set_title(plot, TITLES[name])
-            plot.hideAxis("left")
-            plot.hideAxis("bottom")
-            plot.invertY(True)
-            plot.setAspectLocked(True)  # square pixels in every view
-            plot.setMenuEnabled(False)
-            plot.hideButtons()  # pyqtgraph's auto-range would fit one view only: `fit` (key F) fits them all
-            item = pg.ImageItem()
-            plot.addItem(item)
-            plot.vb.sigRangeChangedManually.connect(lambda _, vb=plot.vb: self._user_moved(vb))
-            plot.vb.sigResized.connect(lambda _: self._resized())
-            self.plots[name], self.items[name] = plot, item
-        self.bars = {name: self._colour_bar(name, label, cell) for name, (label, cell) in BARS.items()}
-        self.lambda_grey = pg.ImageItem()  # +inf lambda (NaN in the view) shows this grey through
-        self.lambda_grey.setZValue(-1)
-        self.plots["lambda"].addItem(self.lambda_grey)
-        for column in {c for _, c in CELLS.values()}:  # the view columns share the width equally
-            self.ci.layout.setColumnStretchFactor(column, 1)
-        self.ci.layout.setSpacing(2)
-        self.ci.setContentsMargins(2, 2, 2, 2)
-        # every view at least MIN_VIEW px on screen: the window's docks give way first
-        self.setMinimumSize(3 * MIN_VIEW + 2 * BAR_WIDTH, 2 * (MIN_VIEW + TITLE_HEIGHT))
-        self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
-                                    anchor=(0.5, 0.5))
-        self.plots["cam"].addItem(self.cam_text)
-        self.amplified = False
-        self.support_outline = MaskOutline(OUTLINE, width=1)  # on the adversarial view
-        self.plots["adversarial"].addItem(self.support_outline)
-        self.frame: Frame | None = None  # the shown one
-        self._image = 0  # the batch index it shows
-        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.image_shape: tuple[int, int] | None = None
 
-    # -- linked zoom and pan: the same centre and scale (image pixels per screen pixel) in every view -----------
+    def add_view(self, name: str, row: int, column: int, title: str) -> pg.PlotItem:
+        plot = self.addPlot(row, column)
+        set_title(plot, title)
+        plot.hideAxis("left")
+        plot.hideAxis("bottom")
+        plot.invertY(True)
+        plot.setAspectLocked(True)  # square pixels in every view
+        plot.setMenuEnabled(False)
+        plot.hideButtons()  # pyqtgraph's auto-range would fit one view only: `fit` (key F) fits them all
+        item = pg.ImageItem()
+        plot.addItem(item)
+        plot.vb.sigRangeChangedManually.connect(lambda _, vb=plot.vb: self._user_moved(vb))
+        plot.vb.sigResized.connect(lambda _: self._resized())
+        self.plots[name], self.items[name] = plot, item
+        return plot
+
     def _apply(self, centre: tuple[float, float], scale: float) -> None:
         """Every view centred on `centre` (data units) at `scale` data units per screen pixel."""
         self._syncing = True
@@ -123,46 +104,11 @@ class ImageViews(pg.GraphicsLayoutWidget):
         if self._fitted and not self._syncing:
             self.fit()
 
-    def _colour_bar(self, name: str, label: str, cell: tuple[int, int]) -> pg.ColorBarItem:
-        """A colour bar in a column of its own: grid columns are shared by both rows, so every view keeps the
-        same width (and, with the linked axes, the same pixel aspect). The view gets the full lookup table (the
-        bar's own would be resampled to an even size, without an entry for exactly 0)."""
-        bar = pg.ColorBarItem(values=colours.CAM_LEVELS, colorMap=colour_map(name), interactive=False, width=12,
-                              label=label, colorMapMenu=False)
-        bar.setContentsMargins(0, TITLE_ROW, 0, 8)  # level with its view, room for the end labels
-        self.items[name].setLookupTable(colours.lookup_table(name))
-        self.items[name].setLevels(colours.CAM_LEVELS)
-        self.addItem(bar, *cell)
-        return bar
-
-    def _set_levels(self, name: str, levels: tuple[float, float]) -> None:
-        """The levels of a view and of its colour bar (the bar's axis redrawn only when they change)."""
-        if self.bars[name].levels() != levels:
-            self.bars[name].setLevels(levels)
-        self.items[name].setLevels(levels)
-
-    def show_original(self, rgb: np.ndarray, label: str = "model input") -> None:
-        """A new clean image [H,W,3] in [0,1] (`label` says what it is): reset every view."""
-        self.original = np.asarray(rgb, dtype=np.float32)
-        h, w = self.original.shape[:2]
-        set_title(self.plots["original"], f"{TITLES['original']} ({label}, {w}x{h})")
-        self.items["original"].setImage(self.original, levels=(0, 1))
-        self.items["adversarial"].setImage(self.original, levels=(0, 1))
-        for name in ("perturbation", "lambda"):
-            self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
-        self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
-        self.items["cam"].clear()
-        self.lambda_grey.setImage(np.full((h, w, 3), colours.INF_GREY, np.float32), levels=(0, 1))
-        self.support_outline.set_mask(None)
-        self.cam_text.setPos(w / 2, h / 2)
-        self.frame = None
-        self.fit()
-
     def fit(self) -> None:
         """The whole image in every view, with square pixels, at one scale (the one the smallest view needs)."""
-        if self.original is None:
+        if self.image_shape is None:
             return
-        h, w = self.original.shape[:2]
+        h, w = self.image_shape
         margin = 1.02
         sizes = [(p.vb.width(), p.vb.height()) for p in self.plots.values()]
         scale = max(max(margin * w / max(bw, 1), margin * h / max(bh, 1)) for bw, bh in sizes)
@@ -187,6 +133,86 @@ class ImageViews(pg.GraphicsLayoutWidget):
             out[name] = (dy / dx, (x0, x1, y0, y1))
         return out
 
+
+class ImageViews(LinkedViews):
+    """Six linked image views; call `show_original` once per image and `show_frame` per shown snapshot."""
+
+    hovered = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.original: np.ndarray | None = None
+        for name in TITLES:
+            self.add_view(name, *CELLS[name], TITLES[name])
+        self.bars = {name: self._colour_bar(name, label, cell) for name, (label, cell) in BARS.items()}
+        self.lambda_grey = pg.ImageItem()  # +inf lambda (NaN in the view) shows this grey through
+        self.lambda_grey.setZValue(-1)
+        self.plots["lambda"].addItem(self.lambda_grey)
+        for column in {c for _, c in CELLS.values()}:  # the view columns share the width equally
+            self.ci.layout.setColumnStretchFactor(column, 1)
+        self.ci.layout.setSpacing(2)
+        self.ci.setContentsMargins(2, 2, 2, 2)
+        # every view at least MIN_VIEW px on screen: the window's docks give way first
+        self.setMinimumSize(3 * MIN_VIEW + 2 * BAR_WIDTH, 2 * (MIN_VIEW + TITLE_HEIGHT))
+        self.cam_text = pg.TextItem("CAM — computed after the run\n(explainability panel)", color="#bbbbbb",
+                                    anchor=(0.5, 0.5))
+        self.plots["cam"].addItem(self.cam_text)
+        self.lambda_text = pg.TextItem("", color="#bbbbbb", anchor=(0.5, 0.5))  # an attack without a lambda map
+        self.plots["lambda"].addItem(self.lambda_text)
+        self.lambda_text.setVisible(False)
+        self.amplified = False
+        self.support_outline = MaskOutline(OUTLINE, width=1)  # on the adversarial view
+        self.plots["adversarial"].addItem(self.support_outline)
+        self.frame: Frame | None = None  # the shown one
+        self._image = 0  # the batch index it shows
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    def _colour_bar(self, name: str, label: str, cell: tuple[int, int]) -> pg.ColorBarItem:
+        """A colour bar in a column of its own: grid columns are shared by both rows, so every view keeps the
+        same width (and, with the linked axes, the same pixel aspect). The view gets the full lookup table (the
+        bar's own would be resampled to an even size, without an entry for exactly 0)."""
+        bar = pg.ColorBarItem(values=colours.CAM_LEVELS, colorMap=colour_map(name), interactive=False, width=12,
+                              label=label, colorMapMenu=False)
+        bar.setContentsMargins(0, TITLE_ROW, 0, 8)  # level with its view, room for the end labels
+        self.items[name].setLookupTable(colours.lookup_table(name))
+        self.items[name].setLevels(colours.CAM_LEVELS)
+        self.addItem(bar, *cell)
+        return bar
+
+    def _set_levels(self, name: str, levels: tuple[float, float]) -> None:
+        """The levels of a view and of its colour bar (the bar's axis redrawn only when they change)."""
+        if self.bars[name].levels() != levels:
+            self.bars[name].setLevels(levels)
+        self.items[name].setLevels(levels)
+
+    def show_original(self, rgb: np.ndarray, label: str = "model input") -> None:
+        """A new clean image [H,W,3] in [0,1] (`label` says what it is): reset every view."""
+        self.original = np.asarray(rgb, dtype=np.float32)
+        h, w = self.image_shape = self.original.shape[:2]
+        set_title(self.plots["original"], f"{TITLES['original']} ({label}, {w}x{h})")
+        self.items["original"].setImage(self.original, levels=(0, 1))
+        self.items["adversarial"].setImage(self.original, levels=(0, 1))
+        for name in ("perturbation", "lambda"):
+            self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
+        self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
+        self.items["cam"].clear()
+        self.lambda_grey.setImage(np.full((h, w, 3), colours.INF_GREY, np.float32), levels=(0, 1))
+        self.support_outline.set_mask(None)
+        self.cam_text.setPos(w / 2, h / 2)
+        self.lambda_text.setPos(w / 2, h / 2)
+        self.frame = None
+        self.fit()
+
+    def set_attack(self, title: str, has_lambda_map: bool) -> None:
+        """What the run shows: an attack without a lambda map says so in that view (and has no frozen region)."""
+        self.lambda_text.setText("" if has_lambda_map else f"{title} has no λ map\n(only GSE has one)")
+        self.lambda_text.setVisible(not has_lambda_map)
+        self.bars["lambda"].setVisible(has_lambda_map)
+        self.lambda_grey.setVisible(has_lambda_map)
+        set_title(self.plots["lambda"], TITLES["lambda"] if has_lambda_map else "λ map: none")
+        if not has_lambda_map:
+            self.items["lambda"].clear()
+
     def show_frame(self, frame: Frame, image: int = 0) -> None:
         """Draw one decoded snapshot (image `image` of the batch); the mask and lambda views only when they changed."""
         if self.original is None or frame.delta.shape[-2:] != self.original.shape[:2]:
@@ -202,8 +228,9 @@ class ImageViews(pg.GraphicsLayoutWidget):
         if not (same_image and np.array_equal(shown.mask[image], frame.mask[image])
                 and np.array_equal(shown.frozen[image], frame.frozen[image])):
             self._show_mask(frame, image)
-        if not (same_image and shown.log10_lambda is frame.log10_lambda):  # shared while lambda is unchanged
-            self._show_lambda(frame.log10_lambda[image])
+        lam = frame.log10_lambda
+        if lam is not None and not (same_image and shown.log10_lambda is lam):  # shared while lambda is unchanged
+            self._show_lambda(lam[image])
 
     def set_amplified(self, on: bool) -> None:
         """The adversarial view as the amplified difference (|delta| x k over the dimmed image) or as it is."""
@@ -264,9 +291,10 @@ class ImageViews(pg.GraphicsLayoutWidget):
         if f is None:
             return text
         d = f.delta[image, :, row, col]
-        lam = 10.0 ** float(f.log10_lambda[image, row, col])
-        return (text + f"  δ=[{d[0]:+.4f}, {d[1]:+.4f}, {d[2]:+.4f}]  λ={lam:.3g}"
-                f"  {'in' if f.mask[image, row, col] else 'out of'} support"
+        text += f"  δ=[{d[0]:+.4f}, {d[1]:+.4f}, {d[2]:+.4f}]"
+        if f.log10_lambda is not None:
+            text += f"  λ={10.0 ** float(f.log10_lambda[image, row, col]):.3g}"
+        return (text + f"  {'in' if f.mask[image, row, col] else 'out of'} support"
                 f"  {'frozen' if f.frozen[image, row, col] else 'not frozen'}")
 
     def _mouse_moved(self, pos: QPointF) -> None:

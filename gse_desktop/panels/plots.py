@@ -76,11 +76,14 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         n = max((len(v) for v in series.values()), default=0)
         self._set_x_span(max(n, self.iterations, 2) - 1)
         for name, values in series.items():
+            values = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(values).any():  # what the attack does not have (a baseline's CW loss): no curve
+                values = values[:0]
             few = len(values) < 3  # a lone point needs a symbol to be seen
             self.curves[name].setData(np.arange(len(values)), values, symbol="o" if few else None, symbolSize=6,
                                       symbolBrush=COLOURS[name])
             shown = self._y_ranges[name]
-            self._y_ranges[name] = y_range(np.asarray(values, dtype=np.float64), shown)
+            self._y_ranges[name] = y_range(values, shown)
             if self._y_ranges[name] != shown:
                 self.plots[name].setYRange(*self._y_ranges[name], padding=0)
 
@@ -95,6 +98,16 @@ class MetricPlots(pg.GraphicsLayoutWidget):
     def set_cursor(self, iteration: int) -> None:
         for line in self.cursors:
             line.setPos(iteration)
+
+    def set_attack(self, title: str, gse: bool) -> None:
+        """GSE plots against its iterations with the phase boundary; a library attack against its frames (sampled
+        forward calls), without the CW loss it does not have."""
+        self.iterations = 0
+        for plot in self.plots.values():
+            plot.setLabel("bottom", "iteration" if gse else "frame")
+        for line in self.boundaries:
+            line.setVisible(gse)
+        self.plots["cw_loss"].setTitle(LABELS["cw_loss"] if gse else f"CW loss: none for {title}")
 
     def set_phase_boundary(self, k_hat: int, iterations: int = 0) -> None:
         """Dashed line where phase 2 starts (the support freezes); `iterations` per search step fixes the x axis."""

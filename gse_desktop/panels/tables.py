@@ -108,11 +108,19 @@ class SearchTable(QTableWidget):
                         "example, its d2,0 and the iteration it stopped at. Click a row to show that step.")
         self.cellClicked.connect(lambda row, _: self.picked.emit(row))
 
+    def set_note(self, text: str) -> None:
+        """One line instead of the steps (an attack without an outer search)."""
+        self.clearSpans()
+        self.setRowCount(1)
+        self.setSpan(0, 0, 1, self.columnCount())
+        self.setItem(0, 0, QTableWidgetItem(text))
+
     def set_summaries(self, summaries: list[StepSummary], image: int = 0) -> None:
         with filling(self):
             self._fill(summaries, image)
 
     def _fill(self, summaries: list[StepSummary], image: int) -> None:
+        self.clearSpans()
         self.setRowCount(len(summaries))
         for row, s in enumerate(summaries):
             ok = bool(s.success[image])

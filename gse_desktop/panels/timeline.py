@@ -17,6 +17,7 @@ class Timeline(QWidget):
         self.counts: dict[int, int] = {}  # search step -> stored iterations
         self.step, self.index = 0, 0
         self.chosen_step: int | None = None
+        self.unit = "iteration"  # "frame" for a library attack: its sampled forward calls, in one step
         self.step_spin = QSpinBox(prefix="search step ", minimum=1, maximum=1)  # shown from 1, as everywhere
         self.step_spin.setToolTip("Outer search step (PageUp / PageDown)")
         self.step_spin.valueChanged.connect(lambda s: self.go(s - 1, self.index) if s - 1 != self.step else None)
@@ -76,6 +77,12 @@ class Timeline(QWidget):
         self.set_counts({})
         self.set_follow(True)
 
+    def set_search(self, search: bool) -> None:
+        """GSE: search steps and iterations; an attack without an outer search: its frames only."""
+        self.unit = "iteration" if search else "frame"
+        self.step_spin.setVisible(search)
+        self._sync()
+
     def set_follow(self, follow: bool) -> None:
         """Show the state's follow-live flag (without emitting `toggled`)."""
         self.follow.blockSignals(True)
@@ -98,7 +105,7 @@ class Timeline(QWidget):
             widget.blockSignals(False)
         chosen = "  ★ chosen" if self.chosen_step == self.step else ""
         phase_text = f"  phase {phase}" if phase else ""
-        self.label.setText(f"iteration {self.index + 1} / {n}{phase_text}{chosen}" if n else "no run shown")
+        self.label.setText(f"{self.unit} {self.index + 1} / {n}{phase_text}{chosen}" if n else "no run shown")
 
     # -- navigation ----------------------------------------------------------------------------------------------
     def go(self, step: int, index: int, user: bool = True) -> None:

@@ -68,9 +68,10 @@ def loader(spec: str, device: str):
 @pytest.fixture(scope="session")
 def engine():
     """One engine process for the windows of the whole session (each test's ids are its own)."""
+    from fake_attack import register
     from gse_desktop.engine import EngineClient
 
-    client = EngineClient(loader)
+    client = EngineClient(loader, setup=register)  # the engine knows a stand-in library attack too
     yield client
     client.shutdown()
 

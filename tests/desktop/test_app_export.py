@@ -165,9 +165,14 @@ def test_saving_and_exports_are_offered_only_with_a_run(qtbot, window):
     menu = window.menuBar().actions()[0].menu()
     export = next(a.menu() for a in menu.actions() if a.text() == "Export")
     save = next(a for a in menu.actions() if a.text() == "Save session…")
+    pair = next(a for a in export.actions() if a.text().startswith("Comparison"))
     assert not save.isEnabled() and not any(a.isEnabled() for a in export.actions())
     finished_run(qtbot, window)
-    assert save.isEnabled() and all(a.isEnabled() for a in export.actions())
+    assert save.isEnabled() and all(a.isEnabled() for a in export.actions() if a is not pair)
+    assert not pair.isEnabled()  # the comparison needs two runs compared
+    finished_run(qtbot, window)
+    window.state.compare((window.state.runs[0].key, window.state.runs[1].key))
+    assert pair.isEnabled()
 
 
 def test_the_file_menu_has_the_entries(done):
@@ -175,7 +180,7 @@ def test_the_file_menu_has_the_entries(done):
     texts = [a.text() for a in menu.actions()]
     assert texts[:4] == ["Open image…", "Open session…", "Save session…", "Open study…"] and "Quit" in texts
     export = next(a.menu() for a in menu.actions() if a.text() == "Export")
-    assert len(export.actions()) == 4
+    assert len(export.actions()) == 5 and export.actions()[-1].text().startswith("Comparison")
 
 
 def test_the_figure_caption_names_the_cam_on_screen_not_the_pickers(qtbot, done):

@@ -120,9 +120,10 @@ def test_a_hanging_model_is_replaced_and_a_crashing_one_reported(image):
 
         run = client.start_run(RunSpec(image, "tiny", params=GSEParams(iters=5, search_steps=1), preset=None))
         events = wait_for(client, lambda e: "finished" in kinds(e, run))
-        result, record, files = next(e.payload for e in events if e.kind == "finished")
+        result, record, files, measured = next(e.payload for e in events if e.kind == "finished")
         assert result.success.shape == (1,) and record["model"] == "tiny" and record["threads"] == 1
         assert record["acp"] == int((np.abs(result.delta[0]).sum(axis=0) > 0).sum())
+        assert measured.metrics["acp"] == record["acp"] and measured.n_backward == result.n_forward_backward
     finally:
         client.shutdown()
     assert not client.alive
@@ -144,7 +145,7 @@ def test_a_run_on_the_gpu_the_user_picks(image):
                                        preset=None))
         events = wait_for(client, lambda e: "finished" in kinds(e, run))
         prepared = next(e.payload for e in events if e.kind == "prepared")
-        _, record, _ = next(e.payload for e in events if e.kind == "finished")
+        _, record, _, _ = next(e.payload for e in events if e.kind == "finished")
         assert prepared.model.device == "cuda:0" and record["device"].startswith("cuda")
     finally:
         client.shutdown()

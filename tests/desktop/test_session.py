@@ -153,7 +153,7 @@ def damaged_files(tmp_path, good: bytes):
     with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(tmp_path / "version.gses", "w") as dst:
         for name in src.namelist():
             data = src.read(name)
-            dst.writestr(name, data.replace(b'"version": 1', b'"version": 99') if name == "session.json" else data)
+            dst.writestr(name, data.replace(b'"version": 2', b'"version": 99') if name == "session.json" else data)
     with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(tmp_path / "missing.gses", "w") as dst:
         dst.writestr("session.json", src.read("session.json"))
     with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(tmp_path / "shapes.gses", "w") as dst:
@@ -162,7 +162,7 @@ def damaged_files(tmp_path, good: bytes):
             if name == "arrays.npz":
                 with np.load(io.BytesIO(data)) as npz:
                     arrays = {k: npz[k] for k in npz.files}
-                arrays["trace_support_pixels"] = arrays["trace_support_pixels"][:-1]
+                arrays["r0_trace_support_pixels"] = arrays["r0_trace_support_pixels"][:-1]
                 buffer = io.BytesIO()
                 np.savez(buffer, **arrays)
                 data = buffer.getvalue()

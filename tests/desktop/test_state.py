@@ -147,7 +147,7 @@ def test_pause_time_is_not_counted_and_a_finished_run_shows_its_chosen_step(monk
                        np.array([0]), np.ones(1))
     state.move_cursor(1, 0)
     state.set_follow(True)
-    state.handle([("finished", run_id, (result, {"fools_at_8bit": False}, {}))])
+    state.handle([("finished", run_id, (result, {"fools_at_8bit": False}, {}, None))])
     assert state.status == "finished" and state.cursor == (0, 1)  # following: the engine's choice
     assert state.elapsed() == 40.0 and "done in 40.0 s" in state.message
     assert "as an 8-bit PNG it no longer fools the model" in state.message and state.record["fools_at_8bit"] is False

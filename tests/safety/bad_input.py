@@ -90,7 +90,7 @@ def make_session(path: Path) -> Path:
     from gse_algo.images import encode_png16
     from gse_algo.params import GSEParams
     from gse_desktop.history import RunHistory
-    from gse_desktop.session import Session, save_session
+    from gse_desktop.session import SavedRun, Session, save_session
 
     model = Tiny().eval()
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -108,7 +108,7 @@ def make_session(path: Path) -> Path:
             "clean_class": clean, "top_classes": top.indices.tolist(), "top_probs": top.values.tolist(),
             "params": params.as_dict(), "preset": None, "device": "cpu", "cam": None, "shown": [0, 1]}
     image = x[0].permute(1, 2, 0).numpy()
-    return save_session(path, Session(history, image, encode_png16(x[0]), info))
+    return save_session(path, Session(image, encode_png16(x[0]), [SavedRun(history, info)]))
 
 
 def messages_in_child(paths: dict[str, Path], module: str, function: str, error: str) -> dict[str, str]:

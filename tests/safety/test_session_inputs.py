@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gse_desktop.session import LIMITS, SessionError, load_session
+from gse_desktop.session import LIMITS, MAX_ARRAYS, SessionError, load_session
 from bad_input import make_session, messages_in_child
+
+MEASURED = {"success": True, "adv_class": 1, "acp": 3, "channel_l0": 5, "anc": 1, "d20": 9, "l2": 0.2, "linf": 0.1,
+            "fools_at_8bit": True, "time_s": 0.5, "n_forward": 10, "n_backward": 9}
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +77,42 @@ def _patch_member(data: bytes, name: str, *, flag: int = 0, method: int | None =
     return bytes(out)
 
 
-def _with_info(valid: Path, **changes) -> dict[str, bytes]:
+def _run_name(name: str) -> str:
+    """The valid session's (format 2) name of an array of its one run; the image is the session's."""
+    return name if name == "image" else f"r0_{name}"
+
+
+def _with_run(valid: Path, **changes) -> dict[str, bytes]:
     members = _members(valid)
     meta = json.loads(members["session.json"])
-    meta["info"].update(changes)
+    meta["runs"][0].update(changes)
     members["session.json"] = json.dumps(meta).encode()
     return members
+
+
+def _with_info(valid: Path, **changes) -> dict[str, bytes]:
+    meta = json.loads(_members(valid)["session.json"])
+    return _with_run(valid, info={**meta["runs"][0]["info"], **changes})
 
 
 def _with_arrays(valid: Path, **changes) -> dict[str, bytes]:
     members = _members(valid)
     arrays = _arrays(members)
     for name, change in changes.items():
-        arrays[name] = change(arrays[name].copy()) if callable(change) else change
+        key = _run_name(name)
+        arrays[key] = change(arrays[key].copy()) if callable(change) else change
     members["arrays.npz"] = _npz(arrays)
+    return members
+
+
+def _format_1(valid: Path) -> dict[str, bytes]:
+    """The valid session as format 1 wrote it: one run, its arrays without the run prefix."""
+    members = _members(valid)
+    meta = json.loads(members["session.json"])
+    run = meta.pop("runs")[0]
+    meta.pop("shown")
+    members["session.json"] = json.dumps({**meta, "version": 1, "info": run["info"], "result": run["result"]}).encode()
+    members["arrays.npz"] = _npz({k.removeprefix("r0_"): a for k, a in _arrays(members).items()})
     return members
 
 
@@ -100,7 +125,7 @@ def _set(index, value):
 
 def _params(valid: Path, **changes) -> dict[str, bytes]:
     meta = json.loads(_members(valid)["session.json"])
-    return _with_info(valid, params={**meta["info"]["params"], **changes})
+    return _with_info(valid, params={**meta["runs"][0]["info"]["params"], **changes})
 
 
 def _meta(valid: Path, **changes) -> dict[str, bytes]:
@@ -145,8 +170,25 @@ CASES = {
     "trace step beyond the run": (lambda v: _with_arrays(v, trace_step=_set(0, 9)), "steps or iterations"),
     "chosen step beyond the run": (lambda v: _with_arrays(v, result_chosen_step=_set(0, 5)), "result_chosen_step"),
     "image not float32": (lambda v: _with_arrays(v, image=lambda a: a.astype(np.float64)), "float32"),
-    "result time negative": (lambda v: _meta(v, result={"n_forward_backward": 1, "n_forward": 1, "time_s": -1}),
-                             "numbers >= 0"),
+    "result time negative": (lambda v: _with_run(v, result={"n_forward_backward": 1, "n_forward": 1,
+                                                            "time_s": -1}), "numbers >= 0"),
+    "no runs": (lambda v: _meta(v, runs=[]), "not 1 to 20 runs"),
+    "21 runs": (lambda v: _meta(v, runs=json.loads(_members(v)["session.json"])["runs"] * 21), "not 1 to 20 runs"),
+    "shown run missing": (lambda v: _meta(v, shown=1), "the run shown"),
+    "runs not a list": (lambda v: _meta(v, runs={"info": {}}), "not 1 to 20 runs"),
+    "attack name odd": (lambda v: _with_info(v, attack="../x"), "info.attack"),
+    "settings nested": (lambda v: _with_info(v, settings={"steps": [1, 2]}), "info.settings"),
+    "views not names": (lambda v: _with_info(v, views="lambda_map"), "info.views"),
+    "measured incomplete": (lambda v: _with_info(v, measured={"acp": 3}), "info.measured must hold"),
+    "measured negative": (lambda v: _with_info(v, measured={**MEASURED, "l2": -1.0}), "info.measured.l2"),
+    "measured class out of range": (lambda v: _with_info(v, measured={**MEASURED, "adv_class": 3}),
+                                    "info.measured.adv_class"),
+    "too many arrays": (lambda v: {**_members(v), "arrays.npz": _npz({**_arrays(_members(v)), **{
+        f"extra{i}": np.zeros(1) for i in range(MAX_ARRAYS)}})}, f"at most {MAX_ARRAYS}"),
+    "GSE run with NaN loss": (lambda v: _with_arrays(v, trace_scalar_cw_loss=_set(0, np.nan)), "NaN or inf"),
+    "library run with NaN margin": (lambda v: _with_arrays(_write(v.parent / "lib.gses", _with_info(
+        v, attack="sigma_zero", params=None)).parent / "lib.gses", trace_scalar_margin=_set(0, np.nan)),
+                                    "NaN or inf"),
     "npz member not npy": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)), {"notes.txt": b"x"})},
                            "not an .npy array"),
     "npy object dtype": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)),
@@ -165,8 +207,8 @@ BOMBS = {
     "json member over its limit": (lambda v: _members_with(v, session_json=b" " * (LIMITS["session.json"] + 1)),
                                    "uncompressed"),
     "array declares 10 GiB": (lambda v: {**_members(v), "arrays.npz": _npz(
-        {k: a for k, a in _arrays(_members(v)).items() if k != "trace_values"},
-        {"trace_values.npy": _npy_header("<f4", (10 << 28, 3))})}, "trace_values"),
+        {k: a for k, a in _arrays(_members(v)).items() if k != "r0_trace_values"},
+        {"r0_trace_values.npy": _npy_header("<f4", (10 << 28, 3))})}, "trace_values"),
     "arrays over the total": (lambda v: {**_members(v), "arrays.npz": _npz(_arrays(_members(v)), {
         f"pad{i}.npy": _npy_header("<f8", (30 << 20,)) for i in range(3)})}, "in all"),
     "trace shape 100000 x 100000": (lambda v: _with_arrays(v, trace_shape=np.array([1, 3, 100_000, 100_000])),
@@ -223,6 +265,22 @@ def test_folder_and_missing_file(tmp_path):
         assert "\n" not in str(caught.value)
 
 
-def test_the_valid_session_loads(valid):
+def test_the_valid_session_loads(valid, tmp_path):
     session = load_session(valid)
     assert len(session.history) == 8 and session.info["params"]["iters"] == 4
+    old = load_session(_write(tmp_path / "old.gses", _format_1(valid)))  # format 1 files still open
+    assert len(old.runs) == 1 and len(old.history) == 8 and old.info == session.info
+    for key, value in session.history.to_arrays().items():
+        assert np.array_equal(value, old.history.to_arrays()[key]), key
+
+
+def test_a_library_run_may_lack_what_only_gse_has(valid, tmp_path):
+    """NaN where only GSE has a value (its loss, lambda) is a library attack's "none", not damage."""
+    library = _write(tmp_path / "lib.gses", _with_info(valid, attack="sigma_zero", params=None,
+                                                       settings={"steps": 10}, measured=MEASURED))
+    members = _with_arrays(library, trace_scalar_cw_loss=lambda a: np.full_like(a, np.nan),
+                           trace_scalar_lambda_b=lambda a: np.full_like(a, np.nan),
+                           trace_step=np.zeros(8, np.int32), trace_iteration=np.arange(8, dtype=np.int32),
+                           result_chosen_step=np.zeros(1, np.int64))  # a library run: its frames in step 0
+    session = load_session(_write(tmp_path / "lib2.gses", members))
+    assert np.isnan(session.history.series(0, "cw_loss")).all() and session.info["measured"] == MEASURED

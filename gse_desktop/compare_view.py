@@ -1,0 +1,206 @@
+"""Two kept runs side by side (state.compared = (A, B)): both adversarial images and both perturbations with linked
+zoom and square pixels (panels.image_views.LinkedViews), the two supports overlaid in one view (only A, only B,
+both: gse_algo.compare's codes and colours, with a legend), their IoU, and every measured metric with the better
+value marked (gse_desktop.run_rows, gse_algo.compare.better). It reads the state only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from gse_algo.compare import BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS, OVERLAY_LABELS, overlay_codes, support_iou
+from gse_algo.figures import signed_perturbation
+from gse_desktop.panels.image_views import LinkedViews, nice_bound
+from gse_desktop.run_rows import key_parameters, metric_rows, registry_defaults
+from gse_desktop.state import AppState, KeptRun
+
+CELLS = {"adv_a": (0, 0), "adv_b": (0, 1), "overlay": (0, 2), "delta_a": (1, 0), "delta_b": (1, 1),
+         "original": (1, 2)}
+BACKGROUND = 0.35  # the overlay's clean image, dimmed to grey, under the three colours
+BETTER = "#2ca02c"
+SIDE_WIDTH = 330  # the legend and the metrics table, readable beside the images
+DIVERGING = "CET-D1"  # the perturbation's colour map, as in the main views (red +, blue -)
+MARK = " ★"
+
+
+def rgb(colour: str) -> np.ndarray:
+    """'#RRGGBB' -> uint8 [3]."""
+    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
+
+
+def overlay_picture(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """uint8 [H,W,3]: the dimmed grey image, and the OVERLAY_COLOURS where a support holds the pixel."""
+    grey = np.round(255 * BACKGROUND * x.mean(axis=2)).astype(np.uint8)
+    out = np.repeat(grey[..., None], 3, axis=2)
+    for code, colour in OVERLAY_COLOURS.items():
+        out[codes == code] = rgb(colour)
+    return out
+
+
+class CompareImages(LinkedViews):
+    """Adversarial images and perturbations of A and B, the overlay and the clean image, all linked."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        for name, cell in CELLS.items():
+            self.add_view(name, *cell, "")
+        self.lut = pg.colormap.get(DIVERGING).getLookupTable()
+        for column in range(3):
+            self.ci.layout.setColumnStretchFactor(column, 1)
+
+    def show_pair(self, x: np.ndarray, deltas: tuple[np.ndarray, np.ndarray], codes: np.ndarray) -> None:
+        """x [H,W,3], deltas [C,H,W] of A and B (named in the view's header), the overlay codes [H,W]."""
+        new_size = self.image_shape != x.shape[:2]
+        self.image_shape = x.shape[:2]
+        for side, delta in zip("ab", deltas):
+            self.items[f"adv_{side}"].setImage(np.clip(x + delta.transpose(1, 2, 0), 0, 1), levels=(0, 1))
+            self.plots[f"adv_{side}"].setTitle(f"{side.upper()}: adversarial")
+            signed = signed_perturbation(delta)
+            changed = np.abs(signed[signed != 0])
+            # each at its own scale (the main view's rule): sizes differ between attacks by orders of magnitude
+            bound = nice_bound(float(np.percentile(changed, 95)) if changed.size else 0.0)
+            self.items[f"delta_{side}"].setImage(signed, levels=(-bound, bound), lut=self.lut)
+            self.plots[f"delta_{side}"].setTitle(f"{side.upper()}: δ, ±{bound:g}")
+        self.items["overlay"].setImage(overlay_picture(x, codes), levels=(0, 255))
+        self.plots["overlay"].setTitle("Supports: A, B, both")
+        self.items["original"].setImage(x, levels=(0, 1))
+        self.plots["original"].setTitle("Original")
+        if new_size or self._fitted:
+            self.fit()
+
+    def blank(self) -> None:
+        """No pair shown (pyqtgraph's own `clear` would remove the views)."""
+        for name, item in self.items.items():
+            item.clear()
+            self.plots[name].setTitle("")
+
+
+class CompareView(QWidget):
+    """The comparison of the state's two compared runs; `export_clicked` asks the window for the figure."""
+
+    export_clicked = Signal()
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.title = QLabel("Select two runs in the run list (Ctrl+click) to compare them.")
+        self.title.setWordWrap(True)
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.swap_button = QPushButton("Swap A/B", toolTip="B becomes A and A becomes B")
+        self.swap_button.clicked.connect(self.swap)
+        self.export_button = QPushButton("Export figure…", toolTip="The comparison as one figure (PNG or SVG)")
+        self.export_button.clicked.connect(self.export_clicked)
+        self.zoom_button = QPushButton("Zoom to the supports", toolTip="Every view on the pixels either run changed")
+        self.zoom_button.clicked.connect(self.zoom_to_supports)
+        self.fit_button = QPushButton("Fit", toolTip="The whole image in every view")
+        self.images = CompareImages()
+        self.fit_button.clicked.connect(self.images.fit)
+        self.union: np.ndarray | None = None  # the pixels either run changed
+        self.legend = QLabel()
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["metric", "A", "B"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setToolTip(f"Every run measured the same way (gse_algo.attacks.measure); {MARK.strip()} marks "
+                              "the better value. Sizes count only for a run that succeeded; time is the attack "
+                              "alone, pauses and the app's own work excluded.")
+        side = QWidget()
+        side.setMinimumWidth(SIDE_WIDTH)
+        column = QVBoxLayout(side)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.legend)
+        column.addWidget(self.table, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.images)
+        split.addWidget(side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.zoom_button)
+        top.addWidget(self.fit_button)
+        top.addWidget(self.swap_button)
+        top.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        self.iou = float("nan")
+        for event in ("compare", "runs"):
+            state.events.connect(event, self.refresh)
+        self.refresh()
+
+    def pair(self) -> tuple[KeptRun, KeptRun] | None:
+        keys = self.state.compared
+        return None if keys is None else (self.state.kept(keys[0]), self.state.kept(keys[1]))
+
+    def swap(self) -> None:
+        keys = self.state.compared
+        if keys is not None:
+            self.state.compare((keys[1], keys[0]))
+
+    def refresh(self) -> None:
+        pair = self.pair()
+        for button in (self.swap_button, self.export_button, self.zoom_button, self.fit_button):
+            button.setEnabled(pair is not None)
+        self.union = None
+        if pair is None:
+            self.title.setText("Select two runs in the run list (Ctrl+click) to compare them.")
+            self.images.blank()
+            self.legend.setText("")
+            self.table.setRowCount(0)
+            return
+        a, b = pair
+        defaults = registry_defaults(self.state.attacks)
+        self.title.setText(" &nbsp; ".join(f"<b>{side}: {k.name}</b> ({key_parameters(k.description, defaults)})"
+                                           for side, k in (("A", a), ("B", b))))
+        self._fill_table(a, b)
+        x = a.description.image
+        if b.description.image.shape != x.shape:
+            self.images.blank()
+            self.iou = float("nan")
+            self.legend.setText(f"The two runs attacked model inputs of different sizes ({x.shape[1]}x{x.shape[0]} "
+                                f"and {b.description.image.shape[1]}x{b.description.image.shape[0]}): no overlay.")
+            return
+        (delta_a, _), (delta_b, _) = a.outcome(), b.outcome()
+        masks = [np.abs(d).sum(axis=0) > 0 for d in (delta_a, delta_b)]
+        codes = overlay_codes(*masks)
+        self.iou = support_iou(*masks)
+        self.union = masks[0] | masks[1]
+        self.images.show_pair(x, (delta_a, delta_b), codes)
+        counts = {code: int((codes == code).sum()) for code in (ONLY_A, ONLY_B, BOTH)}
+        swatches = " &nbsp; ".join(f"<span style='color:{OVERLAY_COLOURS[c]}'>■</span> {OVERLAY_LABELS[c]} "
+                                   f"({counts[c]} px)" for c in (ONLY_A, ONLY_B, BOTH))
+        iou = "–" if np.isnan(self.iou) else f"{self.iou:.3f}"
+        self.legend.setText(f"{swatches}<br>support IoU = <b>{iou}</b> (pixels in both / pixels in either)<br>"
+                            "perturbations: red +, blue −, each at its own scale (in its title)")
+
+    def zoom_to_supports(self) -> None:
+        """Every view on the bounding box of the pixels either run changed (with a margin)."""
+        if self.union is None or not self.union.any():
+            return
+        rows, cols = np.nonzero(self.union)
+        self.images.zoom_to((int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max())))
+
+    def _fill_table(self, a: KeptRun, b: KeptRun) -> None:
+        rows = metric_rows((a.measured, a.record), (b.measured, b.record))
+        self.table.setRowCount(len(rows))
+        bold = QFont()
+        bold.setBold(True)
+        for row, (label, text_a, text_b, best) in enumerate(rows):
+            self.table.setItem(row, 0, QTableWidgetItem(label))
+            for col, side, text in ((1, "a", text_a), (2, "b", text_b)):
+                item = QTableWidgetItem(text + (MARK if best == side else ""))
+                if best == side:
+                    item.setFont(bold)
+                    item.setForeground(QBrush(QColor(BETTER)))
+                self.table.setItem(row, col, item)
