@@ -6,7 +6,6 @@ value marked (gse_desktop.run_rows, gse_algo.compare.better). It reads the state
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
@@ -14,7 +13,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from gse_algo.compare import BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS, OVERLAY_LABELS, overlay_codes, support_iou
 from gse_algo.figures import signed_perturbation
-from gse_desktop.panels.image_views import LinkedViews, nice_bound
+from gse_algo import colours
+from gse_desktop.panels.image_views import LinkedViews, set_title
+from gse_desktop.panels.tables import filling
 from gse_desktop.run_rows import key_parameters, metric_rows, registry_defaults
 from gse_desktop.state import AppState, KeptRun
 
@@ -23,7 +24,6 @@ CELLS = {"adv_a": (0, 0), "adv_b": (0, 1), "overlay": (0, 2), "delta_a": (1, 0),
 BACKGROUND = 0.35  # the overlay's clean image, dimmed to grey, under the three colours
 BETTER = "#2ca02c"
 SIDE_WIDTH = 330  # the legend and the metrics table, readable beside the images
-DIVERGING = "CET-D1"  # the perturbation's colour map, as in the main views (red +, blue -)
 MARK = " ★"
 
 
@@ -48,7 +48,7 @@ class CompareImages(LinkedViews):
         super().__init__(parent)
         for name, cell in CELLS.items():
             self.add_view(name, *cell, "")
-        self.lut = pg.colormap.get(DIVERGING).getLookupTable()
+        self.lut = colours.lookup_table("perturbation")  # the main views' and the figures' colours
         for column in range(3):
             self.ci.layout.setColumnStretchFactor(column, 1)
 
@@ -58,17 +58,16 @@ class CompareImages(LinkedViews):
         self.image_shape = x.shape[:2]
         for side, delta in zip("ab", deltas):
             self.items[f"adv_{side}"].setImage(np.clip(x + delta.transpose(1, 2, 0), 0, 1), levels=(0, 1))
-            self.plots[f"adv_{side}"].setTitle(f"{side.upper()}: adversarial")
+            set_title(self.plots[f"adv_{side}"], f"{side.upper()}: adversarial")
             signed = signed_perturbation(delta)
-            changed = np.abs(signed[signed != 0])
             # each at its own scale (the main view's rule): sizes differ between attacks by orders of magnitude
-            bound = nice_bound(float(np.percentile(changed, 95)) if changed.size else 0.0)
-            self.items[f"delta_{side}"].setImage(signed, levels=(-bound, bound), lut=self.lut)
-            self.plots[f"delta_{side}"].setTitle(f"{side.upper()}: δ, ±{bound:g}")
+            levels = colours.perturbation_levels(signed)
+            self.items[f"delta_{side}"].setImage(signed, levels=levels, lut=self.lut)
+            set_title(self.plots[f"delta_{side}"], f"{side.upper()}: δ, ±{levels[1]:g}")
         self.items["overlay"].setImage(overlay_picture(x, codes), levels=(0, 255))
-        self.plots["overlay"].setTitle("Supports: A, B, both")
+        set_title(self.plots["overlay"], "Supports: A, B, both")
         self.items["original"].setImage(x, levels=(0, 1))
-        self.plots["original"].setTitle("Original")
+        set_title(self.plots["original"], "Original")
         if new_size or self._fitted:
             self.fit()
 
@@ -76,7 +75,7 @@ class CompareImages(LinkedViews):
         """No pair shown (pyqtgraph's own `clear` would remove the views)."""
         for name, item in self.items.items():
             item.clear()
-            self.plots[name].setTitle("")
+            set_title(self.plots[name], "")
 
 
 class CompareView(QWidget):
@@ -182,7 +181,7 @@ class CompareView(QWidget):
                                    f"({counts[c]} px)" for c in (ONLY_A, ONLY_B, BOTH))
         iou = "–" if np.isnan(self.iou) else f"{self.iou:.3f}"
         self.legend.setText(f"{swatches}<br>support IoU = <b>{iou}</b> (pixels in both / pixels in either)<br>"
-                            "perturbations: red +, blue −, each at its own scale (in its title)")
+                            "perturbations: red +, blue −, each at its own scale (in its title), colour ~ sqrt")
 
     def zoom_to_supports(self) -> None:
         """Every view on the bounding box of the pixels either run changed (with a margin)."""
@@ -193,6 +192,10 @@ class CompareView(QWidget):
 
     def _fill_table(self, a: KeptRun, b: KeptRun) -> None:
         rows = metric_rows((a.measured, a.record), (b.measured, b.record))
+        with filling(self.table):
+            self._fill_rows(rows)
+
+    def _fill_rows(self, rows: list[tuple[str, str, str, str | None]]) -> None:
         self.table.setRowCount(len(rows))
         bold = QFont()
         bold.setBold(True)

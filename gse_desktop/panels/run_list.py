@@ -28,9 +28,7 @@ class RunList(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # the key parameters take the rest
+        self._size_columns()
         self.table.setToolTip("Every run of this image. Click one to show it; Ctrl+click a second one to compare "
                               "the two (A = the first); double click a name to rename it. ACP: changed pixels, "
                               "ANC: clusters, d2,0: 8x8 windows with a change, time: the attack alone (pauses and "
@@ -54,15 +52,29 @@ class RunList(QWidget):
         self.table.itemChanged.connect(self._edited)
         self._order: list[int] = []  # selected keys in the order they were picked
         self._filling = False
-        for event in ("runs", "status", "result"):
+        self._active = False
+        for event in ("runs", "result"):
             state.events.connect(event, self.refresh)
+        state.events.connect("status", self._status)
         self.refresh()
+
+    def _size_columns(self) -> None:
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # the key parameters take the rest
+
+    def _status(self) -> None:
+        """A run started or ended: the list only shows while one is going (other status changes cost nothing)."""
+        if (self.state.status in ACTIVE) != self._active:
+            self.refresh()
 
     # -- showing the state ---------------------------------------------------------------------------------------
     def refresh(self) -> None:
         s = self.state
         defaults = registry_defaults(s.attacks)
         self._filling = True
+        # cells are set with the columns' sizes fixed, then sized once (Qt measures every row for each cell set)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.setRowCount(len(s.runs))
         bold = QFont()
         bold.setBold(True)
@@ -82,8 +94,9 @@ class RunList(QWidget):
                 if col == 0:
                     item.setData(KEY, kept.key)
                     item.setToolTip("shown" if kept is s.shown else "")
+        self._size_columns()
         self._filling = False
-        active = s.status in ACTIVE
+        active = self._active = s.status in ACTIVE
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection if active
                                     else QAbstractItemView.SelectionMode.ExtendedSelection)
         self.note.setText("a run is going: stop it to show another one" if active

@@ -1,5 +1,6 @@
-"""Before a run or session that was not saved is discarded (Run again, open an image or a session, quit), the app
-asks Save / Discard / Cancel; "unsaved" is a fact of the app state, set when a run ends, cleared by save and open."""
+"""Before runs that were not saved are discarded (open an image or a session, quit), the app asks Save / Discard /
+Cancel; a new Run discards nothing (the run list keeps every run). "unsaved" is a fact of the app state, set when a
+run ends or the run list changes, cleared by save and open."""
 
 from PySide6.QtWidgets import QApplication, QFileDialog
 
@@ -30,36 +31,39 @@ def test_a_finished_run_is_unsaved_until_saved_and_a_reopened_session_is_not(qtb
     assert not window.state.unsaved
 
 
-def test_cancel_keeps_the_run_and_discard_goes_on(qtbot, window, tmp_path, image_file):
+def test_cancel_keeps_the_runs_and_discard_goes_on(qtbot, window, tmp_path, image_file):
     finished_run(qtbot, window)
     history = window.state.history
     answer(window, "cancel")
-    window.controls.run_button.click()
     window.open_image(image_file)
     window.open_session(str(tmp_path / "whatever.gses"))
-    assert window.questions == ["running the attack again", "opening another image", "opening a session"]
+    assert window.questions == ["opening another image", "opening a session"]
     assert window.state.history is history and not window.state.active and window.state.unsaved
-    answer(window, "discard")
-    window.controls.run_button.click()
-    assert window.questions == ["running the attack again"] and window.state.active
+    window.controls.run_button.click()  # a new run drops nothing: no question
+    assert window.questions == ["opening another image", "opening a session"] and window.state.active
     qtbot.waitUntil(lambda: not window.state.active, timeout=TIMEOUT)
+    assert [k.history for k in window.state.runs][0] is history and len(window.state.runs) == 2
+    answer(window, "discard")
+    window.open_image(image_file)
+    assert window.questions == ["opening another image"]
+    qtbot.waitUntil(lambda: window.state.runs == [] and not window.state.unsaved, timeout=TIMEOUT)
 
 
-def test_save_writes_the_session_first_then_goes_on(qtbot, window, tmp_path, monkeypatch):
+def test_save_writes_the_session_first_then_goes_on(qtbot, window, tmp_path, monkeypatch, image_file):
     finished_run(qtbot, window)
-    history = window.state.history
     path = tmp_path / "kept.gses"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
     answer(window, "save")
-    window.controls.run_button.click()
-    assert not window.state.active  # not yet: the session is written in the file worker first
-    qtbot.waitUntil(lambda: window.state.active or window.state.history is not history, timeout=TIMEOUT)
+    window.open_image(image_file)
+    assert window.state.runs  # not yet: the session is written in the file worker first
+    qtbot.waitUntil(lambda: window.state.runs == [], timeout=TIMEOUT)  # then the image opened anew
     assert path.exists() and window.messages == []
-    qtbot.waitUntil(lambda: not window.state.active, timeout=TIMEOUT)
+    finished_run(qtbot, window)
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))  # the save dialog cancelled
-    history = window.state.history
-    window.controls.run_button.click()
-    assert window.state.history is history and not window.state.active
+    runs = list(window.state.runs)
+    window.open_image(image_file)
+    settle()
+    assert window.state.runs == runs and window.state.unsaved
 
 
 def test_quitting_asks_cancel_stays_discard_and_save_close(qtbot, window, tmp_path, monkeypatch):
