@@ -82,6 +82,7 @@ class CompareView(QWidget):
     """The comparison of the state's two compared runs; `export_clicked` asks the window for the figure."""
 
     export_clicked = Signal()
+    back_clicked = Signal()  # the window shows the run's views again
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -96,6 +97,9 @@ class CompareView(QWidget):
         self.zoom_button = QPushButton("Zoom to the supports", toolTip="Every view on the pixels either run changed")
         self.zoom_button.clicked.connect(self.zoom_to_supports)
         self.fit_button = QPushButton("Fit", toolTip="The whole image in every view")
+        self.back_button = QPushButton("Back to the run", toolTip="The shown run's views (the comparison stays: "
+                                                                  "View > Comparison, key C)")
+        self.back_button.clicked.connect(self.back_clicked)
         self.images = CompareImages()
         self.fit_button.clicked.connect(self.images.fit)
         self.union: np.ndarray | None = None  # the pixels either run changed
@@ -129,6 +133,7 @@ class CompareView(QWidget):
         top.addWidget(self.fit_button)
         top.addWidget(self.swap_button)
         top.addWidget(self.export_button)
+        top.addWidget(self.back_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)

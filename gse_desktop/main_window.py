@@ -15,8 +15,8 @@ import numpy as np
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QSizePolicy,
+                               QStackedWidget, QVBoxLayout, QWidget)
 
 from gse_algo.defaults import DEFAULT_IMAGE, DEFAULT_MODEL, DEFAULT_THREADS, example_images
 from gse_algo.params import GSEParams
@@ -86,12 +86,15 @@ class MainWindow(QMainWindow):
         from gse_desktop.export_dialog import ask_comparison
 
         self.compare_view.export_clicked.connect(lambda: ask_comparison(self.files))
+        self.compare_view.back_clicked.connect(lambda: self.show_comparison(False))
         view = self.menuBar().addMenu("&View")
         view.addAction("Fit the whole image", QKeySequence("F"), self.views.fit)
         view.addAction("Zoom to the support", QKeySequence("Z"), self.zoom_to_support)
         self.amplify_action = view.addAction("Amplified difference in the adversarial view", QKeySequence("A"))
         self.amplify_action.setCheckable(True)
         self.amplify_action.toggled.connect(self.views.set_amplified)
+        view.addAction("Comparison of the two runs compared / the run", QKeySequence("C"),
+                       lambda: self.show_comparison(self.central.currentWidget() is not self.compare_view))
         view.addSeparator()
         self.docks.add_menu_entries(view)
         build_help_menu(self, lambda: self.engine.info.get("versions", {}))
@@ -120,11 +123,12 @@ class MainWindow(QMainWindow):
         area.addWidget(self.views, 1)
         area.addWidget(self.readout)
         area.addWidget(self.timeline)
-        self.view_tabs = QTabWidget(documentMode=True)  # the shown run's views, and the comparison of two runs
-        self.view_tabs.setTabPosition(QTabWidget.TabPosition.West)  # the height stays the views'
-        self.view_tabs.addTab(self.view_area, "Run")
-        self.view_tabs.addTab(self.compare_view, "Compare")
-        self.setCentralWidget(self.view_tabs)
+        self.central = QStackedWidget()  # the shown run's views, or the comparison of two runs, in the same space
+        self.central.addWidget(self.view_area)
+        self.central.addWidget(self.compare_view)
+        # the comparison takes the space the views have: its own minimum must not make the window wider
+        self.compare_view.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setCentralWidget(self.central)
         self.timeline.install_shortcuts(self.view_area)
         self.message = QLabel("starting the engine …")
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
@@ -380,7 +384,7 @@ class MainWindow(QMainWindow):
 
     def _on_run(self) -> None:
         run = self.state.run
-        self.view_tabs.setCurrentWidget(self.view_area)  # a new run, or another one shown: its views
+        self.central.setCurrentWidget(self.view_area)  # a new run, or another one shown: its views
         if self.views.original is None or not np.array_equal(self.views.original, run.image):
             self._show_image(run.image, "model input")
         self.controls.set_class_names(list(run.model.class_names))
@@ -466,7 +470,11 @@ class MainWindow(QMainWindow):
 
     def _on_compare(self) -> None:
         """Two runs chosen for comparison: show them; none: back to the run's views."""
-        self.view_tabs.setCurrentWidget(self.compare_view if self.state.compared else self.view_area)
+        self.show_comparison(self.state.compared is not None)
+
+    def show_comparison(self, on: bool) -> None:
+        """The comparison (when two runs are compared) or the shown run's views, in the central area."""
+        self.central.setCurrentWidget(self.compare_view if on and self.state.compared else self.view_area)
 
     # -- drawing -------------------------------------------------------------------------------------------------
     def _mark_dirty(self) -> None:

@@ -115,6 +115,10 @@ class Session:
     def cam(self) -> np.ndarray | None:
         return self.runs[self.shown].cam
 
+    @property
+    def files(self) -> dict[int, np.ndarray]:
+        return self.runs[self.shown].files
+
 
 def save_session(path: str | os.PathLike, session: Session, progress: Progress | None = None) -> Path:
     """Write the session to `path` atomically (an existing file is replaced only once the new one is complete);

@@ -13,13 +13,14 @@ import math
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QSpinBox, QStackedWidget, QVBoxLayout, QWidget)
+                               QLineEdit, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from gse_desktop.records import GSE, GSE_INFO, AttackInfo, ParamInfo
 
 INT_LIMIT = 2 ** 31 - 1  # QSpinBox holds a C int
 FLOAT_LIMIT = 1e9  # an unbounded end of a float parameter
 AUTO_TEXT = "auto"
+EDITOR_WIDTH = 90  # px: a spin box's width does not follow its range's longest number (the column gives the rest)
 
 
 def decimals_for(p: ParamInfo) -> int:
@@ -81,6 +82,8 @@ class ParamField(QWidget):
             high = FLOAT_LIMIT if p.high is None else p.high
         spin.setRange(max(low, -INT_LIMIT) if p.kind == "int" else low, min(high, INT_LIMIT) if p.kind == "int"
                       else high)
+        spin.setMinimumWidth(EDITOR_WIDTH)
+        spin.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         if p.default is not None:
             spin.setValue(p.default)
         return spin
@@ -140,26 +143,29 @@ class ParamForm(QGroupBox):
 
 
 class AttackPicker(QWidget):
-    """The attack combo over a stack of parameter pages; page 0 is `gse_page`. Emits `changed(AttackInfo)`."""
+    """The attack combo over the parameter pages, only the chosen attack's shown (a hidden page takes no room, so
+    the widest form does not set the panel's width); `gse_page` is GSE's. Emits `changed(AttackInfo)`."""
 
     changed = Signal(object)
 
     def __init__(self, gse_page: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.combo = QComboBox(toolTip="The attack to run; each has its own parameters below")
-        self.stack = QStackedWidget()
-        self.stack.addWidget(gse_page)
+        self.gse_page = gse_page
         self.attacks: list[AttackInfo] = []
         self.forms: dict[str, ParamForm] = {}
         self._wanted = GSE  # the attack last picked (or remembered), selected again when the list changes
         self._saved: QSettings | None = None
+        self.pages = QVBoxLayout()
+        self.pages.setContentsMargins(0, 0, 0, 0)
+        self.pages.addWidget(gse_page)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         row.addWidget(QLabel("Attack"))
         row.addWidget(self.combo, 1)
         layout.addLayout(row)
-        layout.addWidget(self.stack)
+        layout.addLayout(self.pages)
         self.combo.currentIndexChanged.connect(self._picked)
         self.set_attacks([GSE_INFO])
 
@@ -169,7 +175,7 @@ class AttackPicker(QWidget):
         self.combo.blockSignals(True)
         self.combo.clear()
         for form in self.forms.values():
-            self.stack.removeWidget(form)
+            self.pages.removeWidget(form)
             form.deleteLater()
         self.attacks, self.forms = attacks, {}
         model: QStandardItemModel = self.combo.model()
@@ -180,7 +186,8 @@ class AttackPicker(QWidget):
             item.setEnabled(info.missing is None)
             if info.name != GSE:
                 self.forms[info.name] = ParamForm(info)
-                self.stack.addWidget(self.forms[info.name])
+                self.forms[info.name].setVisible(False)
+                self.pages.addWidget(self.forms[info.name])
         self.combo.blockSignals(False)
         wanted = self._wanted
         if self._saved is not None:
@@ -204,7 +211,9 @@ class AttackPicker(QWidget):
     def _picked(self, *_: object) -> None:
         info = self.current()
         self._wanted = info.name
-        self.stack.setCurrentWidget(self.forms[info.name] if info.name in self.forms else self.stack.widget(0))
+        shown = self.forms.get(info.name, self.gse_page)
+        for page in (self.gse_page, *self.forms.values()):
+            page.setVisible(page is shown)
         self.changed.emit(info)
 
     def current(self) -> AttackInfo:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSizePolicy,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from gse_desktop.run_rows import LIST_COLUMNS, list_cell, registry_defaults
 from gse_desktop.state import ACTIVE, AppState
@@ -37,6 +37,8 @@ class RunList(QWidget):
         self.remove_button = QPushButton("Remove", toolTip="Forget the selected runs")
         self.compare_button = QPushButton("Compare", toolTip="Compare the two selected runs")
         self.note = QLabel()
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens the dock
+        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         buttons = QHBoxLayout()
         for button in (self.rename_button, self.remove_button, self.compare_button):
             buttons.addWidget(button)

@@ -173,4 +173,4 @@ def test_the_layout_is_remembered_and_reset(qtbot, tmp_path, engine, image_file)
     assert second.tabifiedDockWidgets(second.docks["setup"]) == [second.docks["params"]]
     shown_bars = {tuple(bar.tabText(i) for i in range(bar.count())) for bar in second.findChildren(QTabBar)
                   if bar.isVisible()}  # no tab bar of an earlier arrangement is left on screen
-    assert shown_bars == {("Setup", "Parameters"), ("Metrics", "CAM comparison", "Classes", "Search steps")}
+    assert shown_bars == {("Setup", "Parameters"), ("Metrics", "CAM comparison", "Runs", "Classes", "Search steps")}

@@ -125,8 +125,12 @@ def test_runs_are_shown_renamed_removed_and_compared(qtbot, engine, tmp_path, im
     window.redraw_now()
     assert window.views.lambda_text.isVisible()
     runs.select([gse.key, fake.key])  # two: compared, A = the first picked
-    assert s.compared == (gse.key, fake.key) and window.view_tabs.currentWidget() is window.compare_view
+    assert s.compared == (gse.key, fake.key) and window.central.currentWidget() is window.compare_view
     assert window.compare_view.table.rowCount() > 0
+    window.compare_view.back_button.click()  # the run's views again; the comparison stays
+    assert window.central.currentWidget() is window.view_area and s.compared == (gse.key, fake.key)
+    window.show_comparison(True)
+    assert window.central.currentWidget() is window.compare_view
     s.rename_run(fake.key, "  greedy   baseline ")
     assert fake.name == "greedy baseline" and cells(window)[0][0] == "greedy baseline"
     assert "greedy baseline" in window.compare_view.title.text()
