@@ -8,7 +8,7 @@ docs/screenshot_done{suffix}.png (after the run, the search step the engine chos
 (the same with View > Amplified difference, zoomed to the support) and docs/screenshot_cam{suffix}.png
 (the CAM comparison tab once the automatic GradCAM after the run has arrived). With `--compare B` it runs GSE, then
 B (an attack name with optional settings, `sigma_zero` or `gse:reg=l0,k_hat=20`), selects both runs and writes
-docs/screenshot_compare{suffix}.png (the Compare tab, zoomed to the supports) instead. Settings are isolated in a
+docs/screenshot_compare{suffix}.png (the comparison, zoomed to the supports) instead. Settings are isolated in a
 temporary ini file, so the user's own settings are neither read nor changed.
 """
 
@@ -97,7 +97,7 @@ def main() -> int:
 
 
 def compare(window, second: str, wait, app, path: Path) -> None:
-    """GSE as the controls are, then `second` (name[:key=value,...]); both selected, the Compare tab grabbed."""
+    """GSE as the controls are, then `second` (name[:key=value,...]); both selected, the comparison grabbed."""
     state, controls = window.state, window.controls
     for attack in ("gse", second):
         name, _, pairs = attack.partition(":")
