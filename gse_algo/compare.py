@@ -19,6 +19,9 @@ HIGHER_IS_BETTER = {"success": True, "fools_at_8bit": True, "acp": False, "chann
                     "d20": False, "l2": False, "linf": False, "time_s": False, "n_forward": False,
                     "n_backward": False}
 
+# the metrics that measure a perturbation's size: ranked only among results that succeeded
+SIZES = frozenset({"acp", "channel_l0", "anc", "d20", "l2", "linf"})
+
 
 def overlay_codes(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
     """uint8 map of two [H,W] supports: 0 neither, 1 only A, 2 only B, 3 both."""

@@ -2,7 +2,8 @@
 
 One row per run: its adversarial image and its signed perturbation (one colour scale for every row, so sizes
 compare); beside them the clean image and the supports of the first two runs overlaid (only A / only B / both, in
-gse_algo.compare's colours, with their IoU); below, a table of every metric with the best value of each column
+gse_algo.compare's colours, with their IoU; on images of 64 px or more, rings around
+clusters too small to see at print size); below, a table of every metric with the best value of each column
 marked by gse_algo.compare.better. Takes plain NumPy arrays and metrics, never tensors, so it needs no torch.
 """
 
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, Patch
+from scipy import ndimage
 
 from gse_algo import colours, compare
 from gse_algo.figures import PERTURBATION_CMAP, hwc, perturbation_norm, perturbation_ticks, signed_perturbation
@@ -23,11 +26,15 @@ from gse_algo.figures import PERTURBATION_CMAP, hwc, perturbation_norm, perturba
 if TYPE_CHECKING:
     from gse_algo.attacks.measure import AttackMetrics
 
-# (metric, column title); sizes are ranked among successful runs only (compare.better's convention)
+# (metric, column title); sizes (compare.SIZES) are ranked among successful runs only
 COLUMNS = (("success", "fooled"), ("acp", "ACP"), ("channel_l0", "L0 (CxHxW)"), ("anc", "ANC"), ("d20", "d2,0"),
            ("l2", "l2"), ("linf", "linf"), ("fools_at_8bit", "8-bit"), ("time_s", "time"), ("n_forward", "fwd"),
            ("n_backward", "bwd"))
-SIZES = frozenset({"acp", "channel_l0", "anc", "d20", "l2", "linf"})
+RING_SIDE = 64  # overlays of images this wide or wider ring their small clusters (smaller ones show pixels well)
+SMALL_CLUSTER = 1 / 40  # a cluster whose bounding box is at most this share of the image side gets a ring
+RING_RADIUS = 1 / 45  # the ring's radius, as a share of the image side
+MAX_RINGS = 300  # more small clusters than this: no rings (they would cover the image)
+LABEL_CHAR = 0.0075  # the width of one character of the table's 7.5 pt font, as a share of the figure's width
 MARK = "#c7e9c0"  # the background of a best cell (light green; the text is bold too)
 
 
@@ -51,7 +58,7 @@ def _metric(run: ComparedRun, name: str) -> object:
 
 def ranked_value(run: ComparedRun, name: str) -> object:
     """The value the ranking compares: None for a failed run's sizes."""
-    return None if name in SIZES and not _metric(run, "success") else _metric(run, name)
+    return None if name in compare.SIZES and not _metric(run, "success") else _metric(run, name)
 
 
 def best_runs(runs: Sequence[ComparedRun], name: str) -> set[int]:
@@ -142,21 +149,46 @@ def _draw_side(fig: Figure, grid, clean: np.ndarray, runs: list[ComparedRun], de
     ax.imshow(picture, interpolation="nearest")
     iou = compare.support_iou(*masks)
     a, b = runs[0].label, runs[1].label
-    ax.set_title(f"supports: {a} vs {b}, IoU = {'–' if math.isnan(iou) else f'{iou:.2f}'}", fontsize=8.5)
+    ax.set_title(f"supports: {a} vs {b}\nIoU = {'–' if math.isnan(iou) else f'{iou:.2f}'}", fontsize=8.5)
     ax.set_xticks([])
     ax.set_yticks([])
     names = {compare.ONLY_A: f"only {a}", compare.ONLY_B: f"only {b}", compare.BOTH: "both"}
     handles = [Patch(facecolor=colour, edgecolor="0.3", label=f"{names[code]} ({int((codes == code).sum())} px)")
                for code, colour in compare.OVERLAY_COLOURS.items()]
+    if _ring_small_clusters(ax, codes):
+        handles.append(Line2D([], [], marker="o", markersize=7, fillstyle="none", linestyle="none", color="0.3",
+                              label="ring: a cluster too small to see"))
     legend_ax.set_axis_off()
     legend_ax.legend(handles=handles, loc="center", fontsize=7, frameon=False, ncols=1)
+
+
+def _ring_small_clusters(ax, codes: np.ndarray) -> bool:
+    """Rings (in the overlay's colours) around the clusters too small to see at print size, on images of
+    RING_SIDE px or more; the pixels under them are drawn as they are. False when none was drawn."""
+    side = max(codes.shape)
+    if side < RING_SIDE:
+        return False
+    small = []
+    for code, colour in compare.OVERLAY_COLOURS.items():
+        labels, _ = ndimage.label(codes == code)
+        for rows, cols in ndimage.find_objects(labels):
+            if max(rows.stop - rows.start, cols.stop - cols.start) <= side * SMALL_CLUSTER:
+                small.append(((cols.start + cols.stop - 1) / 2, (rows.start + rows.stop - 1) / 2, colour))
+    if not small or len(small) > MAX_RINGS:
+        return False
+    for x, y, colour in small:
+        ax.add_patch(Circle((x, y), side * RING_RADIUS, fill=False, edgecolor=colour, linewidth=0.9))
+    return True
 
 
 def _draw_table(ax, runs: list[ComparedRun]) -> None:
     ax.set_axis_off()
     cells = [[r.label] + [_cell(name, _metric(r, name)) for name, _ in COLUMNS] for r in runs]
+    share = 1 / (len(COLUMNS) + 1)  # a column's share of the width, the label column widened to its longest label
+    label_share = max(share, LABEL_CHAR * max(len(r.label) for r in runs) + 0.025)
+    widths = [label_share] + [(1 - label_share) / len(COLUMNS)] * len(COLUMNS)
     table = ax.table(cellText=cells, colLabels=["attack"] + [t for _, t in COLUMNS], bbox=(0, 0, 1, 1),
-                     cellLoc="center")
+                     cellLoc="center", colWidths=widths)
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     for column, (name, _) in enumerate(COLUMNS, start=1):

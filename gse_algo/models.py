@@ -27,7 +27,6 @@ import json
 import math
 import numbers
 import pickle
-import re
 import warnings
 import zipfile
 from dataclasses import dataclass

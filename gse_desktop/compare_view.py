@@ -16,7 +16,7 @@ from gse_algo.figures import signed_perturbation
 from gse_algo import colours
 from gse_desktop.panels.image_views import LinkedViews, set_title
 from gse_desktop.panels.tables import filling
-from gse_desktop.run_rows import key_parameters, metric_rows, registry_defaults
+from gse_desktop.run_rows import METRIC_HELP, key_parameters, metric_rows, registry_defaults
 from gse_desktop.state import AppState, KeptRun
 
 CELLS = {"adv_a": (0, 0), "adv_b": (0, 1), "overlay": (0, 2), "delta_a": (1, 0), "delta_b": (1, 1),
@@ -165,7 +165,7 @@ class CompareView(QWidget):
             return
         a, b = pair
         defaults = registry_defaults(self.state.attacks)
-        self.title.setText(" &nbsp; ".join(f"<b>{side}: {k.name}</b> ({key_parameters(k.description, defaults)})"
+        self.title.setText("<br>".join(f"<b>{side}: {k.name}</b> ({key_parameters(k.description, defaults)})"
                                            for side, k in (("A", a), ("B", b))))
         self._fill_table(a, b)
         x = a.description.image
@@ -200,12 +200,13 @@ class CompareView(QWidget):
         with filling(self.table):
             self._fill_rows(rows)
 
-    def _fill_rows(self, rows: list[tuple[str, str, str, str | None]]) -> None:
+    def _fill_rows(self, rows: list[tuple[str, str, str, str, str | None]]) -> None:
         self.table.setRowCount(len(rows))
         bold = QFont()
         bold.setBold(True)
-        for row, (label, text_a, text_b, best) in enumerate(rows):
+        for row, (name, label, text_a, text_b, best) in enumerate(rows):
             self.table.setItem(row, 0, QTableWidgetItem(label))
+            self.table.item(row, 0).setToolTip(METRIC_HELP.get(name, ""))
             for col, side, text in ((1, "a", text_a), (2, "b", text_b)):
                 item = QTableWidgetItem(text + (MARK if best == side else ""))
                 if best == side:

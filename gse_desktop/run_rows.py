@@ -4,18 +4,33 @@ rule; sizes count only for a run that succeeded)."""
 
 from __future__ import annotations
 
-from gse_algo.compare import better
+from gse_algo.compare import SIZES, better
 from gse_algo.params import GSEParams
 from gse_desktop.records import GSE, AttackInfo, Measured, RunDescription
 
 LIST_COLUMNS = (("name", "run"), ("attack", "attack"), ("parameters", "key parameters"), ("success", "success"),
                 ("acp", "ACP"), ("anc", "ANC"), ("d20", "d₂,₀"), ("time_s", "time (s)"))
-METRICS = (("success", "success"), ("fools_at_8bit", "fools when rounded to 8 bit"),
-           ("file_fools", "its 8-bit PNG fools (as saved)"), ("adv_class", "class after"),
+METRICS = (("success", "success"), ("fools_at_8bit", "fools, rounded to 8 bit"),
+           ("file_fools", "saved 8-bit PNG fools"), ("adv_class", "class after"),
            ("acp", "ACP (pixels)"), ("channel_l0", "channel-L0 (C×H×W values)"), ("anc", "ANC (clusters)"),
            ("d20", "d₂,₀ (8×8 windows)"), ("l2", "l2 ([0,1] units)"), ("linf", "l∞"), ("time_s", "time (s)"),
            ("n_forward", "forward calls"), ("n_backward", "backward passes"))
-SIZES = frozenset({"acp", "channel_l0", "anc", "d20", "l2", "linf"})  # ranked only where the run succeeded
+METRIC_HELP = {
+    "success": "The model's decision on the attack's own (floating-point) result: changed, or the target reached",
+    "fools_at_8bit": "The attack's result rounded to the nearest of 256 levels per channel, classified again",
+    "file_fools": "The 8-bit PNG the app saves, classified again: in quantisation-aware mode (the default) after "
+                  "the final step of gse_algo.quantize, which keeps the file fooling where it can",
+    "acp": "Changed pixels (a pixel counts once whatever its channels do)",
+    "channel_l0": "Changed values over C x H x W: the unit sigma-zero and FMN report",
+    "anc": "Clusters of changed pixels (4-connected groups)",
+    "d20": "8 x 8 windows (stride 1) holding a changed pixel: the paper's d2,0 group sparsity",
+    "adv_class": "The class the model gives the attack's result",
+    "l2": "Euclidean length of the perturbation over its C x H x W values",
+    "linf": "The largest change of any value",
+    "time_s": "The attack alone: pauses and the app's own work per frame excluded",
+    "n_forward": "Calls of the model, counted by one wrapper for every attack (gse_algo.attacks.counting)",
+    "n_backward": "Backward passes through the model's output, counted by the same wrapper",
+}
 NONE = "–"
 
 
@@ -85,13 +100,13 @@ def ranked(name: str, measured: Measured | None, record: dict) -> float | bool |
 
 
 def metric_rows(a: tuple[Measured | None, dict], b: tuple[Measured | None, dict]
-                ) -> list[tuple[str, str, str, str | None]]:
-    """(label, A's text, B's text, 'a' / 'b' / None for the better) for every metric of the comparison; a and b
-    are (measured, engine record) of the two runs."""
+                ) -> list[tuple[str, str, str, str, str | None]]:
+    """(name, label, A's text, B's text, 'a' / 'b' / None for the better) for every metric of the comparison; a
+    and b are (measured, engine record) of the two runs."""
     rows = []
     for name, label in METRICS:
         va, vb = (metric_value(name, *run) for run in (a, b))
         rank = "fools_at_8bit" if name == "file_fools" else name  # the same rule: fooling is better
-        rows.append((label, value_text(name, va), value_text(name, vb),
+        rows.append((name, label, value_text(name, va), value_text(name, vb),
                      better(rank, ranked(name, *a), ranked(name, *b))))
     return rows

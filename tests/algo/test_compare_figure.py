@@ -34,7 +34,7 @@ def test_the_overlay_shows_only_a_only_b_and_both_in_their_colours(x):
     b = run("B", x, [(2, 2), (5, 5)], acp=2)
     fig = comparison_figure(x, [a, b], class_names=["cat", "dog"])
     (overlay,) = [ax for ax in fig.axes if ax.get_title().startswith("supports:")]
-    assert overlay.get_title() == "supports: A vs B, IoU = 0.25"  # |{(2,2)}| / |{4 pixels}|
+    assert overlay.get_title() == "supports: A vs B\nIoU = 0.25"  # |{(2,2)}| / |{4 pixels}|
     picture = overlay.images[0].get_array()
     rgb = {code: np.array([int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)]) for code, c in compare.OVERLAY_COLOURS.items()}
     for (r, c), code in {(0, 0): compare.ONLY_A, (1, 1): compare.ONLY_A, (2, 2): compare.BOTH,
@@ -46,6 +46,32 @@ def test_the_overlay_shows_only_a_only_b_and_both_in_their_colours(x):
     assert legend == ["only A (2 px)", "only B (1 px)", "both (1 px)"]
     titles = [ax.get_title() for ax in fig.axes]
     assert "dog (fooled)" in titles and "original" in titles
+
+
+def test_clusters_too_small_to_see_get_a_ring_in_their_colour():
+    x = np.zeros((3, 128, 128), dtype=np.float32)
+    blob = [(r, c) for r in range(40, 50) for c in range(40, 50)]  # 10 px: wider than 128 / 40, no ring
+    a = run("A", x, blob + [(100, 20)], acp=101)  # and one lone pixel
+    b = run("B", x, [(10, 10), (10, 11), (90, 100), (45, 45)], acp=4)  # a 2-pixel cluster, a lone one, one in both
+    fig = comparison_figure(x, [a, b])
+    (overlay,) = [ax for ax in fig.axes if ax.get_title().startswith("supports:")]
+    rings = {((p.center[0], p.center[1]), p.get_edgecolor()[:3]) for p in overlay.patches}
+    rgb = {code: tuple(int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)) for code, c in compare.OVERLAY_COLOURS.items()}
+    # centres at (column, row); the pixel in both rings as 'both', and the blob's hole at (45, 45) is not 'only A'
+    expected = {((20, 100), rgb[compare.ONLY_A]), ((10.5, 10), rgb[compare.ONLY_B]), ((100, 90), rgb[compare.ONLY_B]),
+                ((45, 45), rgb[compare.BOTH])}
+    assert {(c, tuple(round(v, 6) for v in e)) for c, e in rings} == \
+        {(c, tuple(round(v, 6) for v in e)) for c, e in expected}
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert legend[-1] == "ring: a cluster too small to see"
+
+
+def test_small_images_get_no_rings(x):
+    fig = comparison_figure(x, [run("A", x, [(0, 0)], acp=1), run("B", x, [(5, 5)], acp=1)])
+    (overlay,) = [ax for ax in fig.axes if ax.get_title().startswith("supports:")]
+    assert not overlay.patches
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert len(legend) == 3
 
 
 def test_the_best_value_of_each_column_is_marked_and_failed_runs_sizes_are_not_ranked(x):

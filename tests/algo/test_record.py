@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gse_algo.params import GSEParams
-from gse_algo.record import ClassInfo, ResultMetrics, RunRecord, result_metrics
+from gse_algo.record import ClassInfo, RunRecord, result_metrics
 from gse_algo.runtime import Runtime
 
 

@@ -90,7 +90,9 @@ def test_the_better_value_is_marked(qtbot, tmp_path):
     assert rows["l2 ([0,1] units)"] == ("0.3000" + MARK, "0.5000")  # smaller l2: A
     assert rows["time (s)"] == ("1.00" + MARK, "2.00") and rows["forward calls"] == ("10" + MARK, "20")
     assert rows["success"] == ("yes", "yes") and rows["class after"] == ("5", "5")  # a tie, and not ranked
-    assert rows["its 8-bit PNG fools (as saved)"] == ("yes" + MARK, "no")  # the engine record's verdict
+    assert rows["saved 8-bit PNG fools"] == ("yes" + MARK, "no")  # the engine record's verdict
+    tips = [window.compare_view.table.item(row, 0).toolTip() for row in range(window.compare_view.table.rowCount())]
+    assert all(tips) and "4-connected" in tips[list(rows).index("ANC (clusters)")]
     window.compare_view.swap()
     assert table(window.compare_view)["ACP (pixels)"] == ("2" + MARK, "3")
 

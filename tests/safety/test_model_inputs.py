@@ -3,7 +3,6 @@ files unchanged. The model's output is checked once at load on a grey image, wha
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
