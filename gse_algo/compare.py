@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
 OVERLAY_COLOURS = {ONLY_A: "#0072B2", ONLY_B: "#D55E00", BOTH: "#F0E442"}
@@ -18,6 +19,12 @@ OVERLAY_LABELS = {ONLY_A: "only A", ONLY_B: "only B", BOTH: "both"}
 HIGHER_IS_BETTER = {"success": True, "fools_at_8bit": True, "acp": False, "channel_l0": False, "anc": False,
                     "d20": False, "l2": False, "linf": False, "time_s": False, "n_forward": False,
                     "n_backward": False}
+
+GREY_FLOOR, GREY_SPAN = 0.3, 0.4  # the overlay's background: the clean image's mean in [0.3, 0.7], faint grey
+RING_SIDE = 64  # on images this wide or wider, views ring the small clusters (on smaller ones pixels show well)
+SMALL_CLUSTER = 1 / 40  # a cluster whose bounding box is at most this share of the image side is small
+RING_RADIUS = 1 / 45  # a ring's radius, as a share of the image side
+MAX_RINGS = 300  # more small clusters than this: no rings (they would cover the image)
 
 # the metrics that measure a perturbation's size: ranked only among results that succeeded
 SIZES = frozenset({"acp", "channel_l0", "anc", "d20", "l2", "linf"})
@@ -29,6 +36,32 @@ def overlay_codes(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"the two supports differ in shape: {a.shape} and {b.shape}")
     return (a.astype(np.uint8) * ONLY_A + b.astype(np.uint8) * ONLY_B).astype(np.uint8)
+
+
+def overlay_picture(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """float32 [H,W,3] in [0,1]: the clean image x [H,W,C] in faint grey, and OVERLAY_COLOURS where a support
+    holds the pixel."""
+    grey = (GREY_FLOOR + GREY_SPAN * np.asarray(x, np.float32).mean(axis=2)).astype(np.float32)
+    out = np.repeat(grey[..., None], 3, axis=2)
+    for code, colour in OVERLAY_COLOURS.items():
+        out[codes == code] = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    return out
+
+
+def small_clusters(codes: np.ndarray) -> list[tuple[float, float, int]]:
+    """(row, column, code): the centre of the bounding box of every cluster (4-connected) of each overlay code
+    that is at most SMALL_CLUSTER of the image side wide, which vanishes at print or screen size; views ring them.
+    [] on images smaller than RING_SIDE, and when there are more than MAX_RINGS."""
+    if max(codes.shape) < RING_SIDE:
+        return []
+    limit = max(codes.shape) * SMALL_CLUSTER
+    small = []
+    for code in OVERLAY_COLOURS:
+        labels, _ = ndimage.label(codes == code)
+        for rows, cols in ndimage.find_objects(labels):
+            if max(rows.stop - rows.start, cols.stop - cols.start) <= limit:
+                small.append(((rows.start + rows.stop - 1) / 2, (cols.start + cols.stop - 1) / 2, code))
+    return small if len(small) <= MAX_RINGS else []
 
 
 def support_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> float:

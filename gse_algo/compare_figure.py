@@ -18,7 +18,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
-from scipy import ndimage
 
 from gse_algo import colours, compare
 from gse_algo.figures import PERTURBATION_CMAP, hwc, perturbation_norm, perturbation_ticks, signed_perturbation
@@ -30,10 +29,6 @@ if TYPE_CHECKING:
 COLUMNS = (("success", "fooled"), ("acp", "ACP"), ("channel_l0", "L0 (CxHxW)"), ("anc", "ANC"), ("d20", "d2,0"),
            ("l2", "l2"), ("linf", "linf"), ("fools_at_8bit", "8-bit"), ("time_s", "time"), ("n_forward", "fwd"),
            ("n_backward", "bwd"))
-RING_SIDE = 64  # overlays of images this wide or wider ring their small clusters (smaller ones show pixels well)
-SMALL_CLUSTER = 1 / 40  # a cluster whose bounding box is at most this share of the image side gets a ring
-RING_RADIUS = 1 / 45  # the ring's radius, as a share of the image side
-MAX_RINGS = 300  # more small clusters than this: no rings (they would cover the image)
 LABEL_CHAR = 0.0075  # the width of one character of the table's 7.5 pt font, as a share of the figure's width
 MARK = "#c7e9c0"  # the background of a best cell (light green; the text is bold too)
 
@@ -143,10 +138,7 @@ def _draw_side(fig: Figure, grid, clean: np.ndarray, runs: list[ComparedRun], de
     ax, legend_ax = fig.add_subplot(cell[0]), fig.add_subplot(cell[1])
     masks = [np.abs(d).max(axis=2) > 0 for d in deltas[:2]]
     codes = compare.overlay_codes(*masks)
-    picture = np.repeat((0.3 + 0.4 * clean.mean(axis=2))[..., None], 3, axis=2)  # the clean image, grey, faint
-    for code, colour in compare.OVERLAY_COLOURS.items():
-        picture[codes == code] = np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
-    ax.imshow(picture, interpolation="nearest")
+    ax.imshow(compare.overlay_picture(clean, codes), interpolation="nearest")
     iou = compare.support_iou(*masks)
     a, b = runs[0].label, runs[1].label
     ax.set_title(f"supports: {a} vs {b}\nIoU = {'–' if math.isnan(iou) else f'{iou:.2f}'}", fontsize=8.5)
@@ -155,30 +147,15 @@ def _draw_side(fig: Figure, grid, clean: np.ndarray, runs: list[ComparedRun], de
     names = {compare.ONLY_A: f"only {a}", compare.ONLY_B: f"only {b}", compare.BOTH: "both"}
     handles = [Patch(facecolor=colour, edgecolor="0.3", label=f"{names[code]} ({int((codes == code).sum())} px)")
                for code, colour in compare.OVERLAY_COLOURS.items()]
-    if _ring_small_clusters(ax, codes):
+    small = compare.small_clusters(codes)
+    for row, column, code in small:
+        ax.add_patch(Circle((column, row), max(codes.shape) * compare.RING_RADIUS, fill=False,
+                            edgecolor=compare.OVERLAY_COLOURS[code], linewidth=0.9))
+    if small:
         handles.append(Line2D([], [], marker="o", markersize=7, fillstyle="none", linestyle="none", color="0.3",
                               label="ring: a cluster too small to see"))
     legend_ax.set_axis_off()
     legend_ax.legend(handles=handles, loc="center", fontsize=7, frameon=False, ncols=1)
-
-
-def _ring_small_clusters(ax, codes: np.ndarray) -> bool:
-    """Rings (in the overlay's colours) around the clusters too small to see at print size, on images of
-    RING_SIDE px or more; the pixels under them are drawn as they are. False when none was drawn."""
-    side = max(codes.shape)
-    if side < RING_SIDE:
-        return False
-    small = []
-    for code, colour in compare.OVERLAY_COLOURS.items():
-        labels, _ = ndimage.label(codes == code)
-        for rows, cols in ndimage.find_objects(labels):
-            if max(rows.stop - rows.start, cols.stop - cols.start) <= side * SMALL_CLUSTER:
-                small.append(((cols.start + cols.stop - 1) / 2, (rows.start + rows.stop - 1) / 2, colour))
-    if not small or len(small) > MAX_RINGS:
-        return False
-    for x, y, colour in small:
-        ax.add_patch(Circle((x, y), side * RING_RADIUS, fill=False, edgecolor=colour, linewidth=0.9))
-    return True
 
 
 def _draw_table(ax, runs: list[ComparedRun]) -> None:

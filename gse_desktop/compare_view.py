@@ -6,12 +6,14 @@ value marked (gse_desktop.run_rows, gse_algo.compare.better). It reads the state
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from gse_algo.compare import BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS, OVERLAY_LABELS, overlay_codes, support_iou
+from gse_algo.compare import (BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS, OVERLAY_LABELS, RING_RADIUS, overlay_codes,
+                              overlay_picture, small_clusters, support_iou)
 from gse_algo.figures import signed_perturbation
 from gse_algo import colours
 from gse_desktop.panels.image_views import LinkedViews, set_title
@@ -21,24 +23,9 @@ from gse_desktop.state import AppState, KeptRun
 
 CELLS = {"adv_a": (0, 0), "adv_b": (0, 1), "overlay": (0, 2), "delta_a": (1, 0), "delta_b": (1, 1),
          "original": (1, 2)}
-BACKGROUND = 0.35  # the overlay's clean image, dimmed to grey, under the three colours
 BETTER = "#2ca02c"
 SIDE_WIDTH = 330  # the legend and the metrics table, readable beside the images
 MARK = " ★"
-
-
-def rgb(colour: str) -> np.ndarray:
-    """'#RRGGBB' -> uint8 [3]."""
-    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
-
-
-def overlay_picture(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """uint8 [H,W,3]: the dimmed grey image, and the OVERLAY_COLOURS where a support holds the pixel."""
-    grey = np.round(255 * BACKGROUND * x.mean(axis=2)).astype(np.uint8)
-    out = np.repeat(grey[..., None], 3, axis=2)
-    for code, colour in OVERLAY_COLOURS.items():
-        out[codes == code] = rgb(colour)
-    return out
 
 
 class CompareImages(LinkedViews):
@@ -49,6 +36,8 @@ class CompareImages(LinkedViews):
         for name, cell in CELLS.items():
             self.add_view(name, *cell, "")
         self.lut = colours.lookup_table("perturbation")  # the main views' and the figures' colours
+        self.rings = pg.ScatterPlotItem(pxMode=False, symbol="o", brush=None)  # small clusters, as in the figure
+        self.plots["overlay"].addItem(self.rings)
         for column in range(3):
             self.ci.layout.setColumnStretchFactor(column, 1)
 
@@ -64,15 +53,25 @@ class CompareImages(LinkedViews):
             levels = colours.perturbation_levels(signed)
             self.items[f"delta_{side}"].setImage(signed, levels=levels, lut=self.lut)
             set_title(self.plots[f"delta_{side}"], f"{side.upper()}: δ, ±{levels[1]:g}")
-        self.items["overlay"].setImage(overlay_picture(x, codes), levels=(0, 255))
+        self.items["overlay"].setImage(overlay_picture(x, codes), levels=(0, 1))
+        self.ring(codes)
         set_title(self.plots["overlay"], "Supports: A, B, both")
         self.items["original"].setImage(x, levels=(0, 1))
         set_title(self.plots["original"], "Original")
         if new_size or self._fitted:
             self.fit()
 
+    def ring(self, codes: np.ndarray) -> None:
+        """Rings around the overlay's clusters too small to see (gse_algo.compare.small_clusters), in their colours;
+        pixel (r, c) spans [c, c+1] x [r, r+1] here."""
+        small = small_clusters(codes)
+        self.rings.setData(x=[c + 0.5 for _, c, _ in small], y=[r + 0.5 for r, _, _ in small],
+                           size=2 * RING_RADIUS * max(codes.shape),
+                           pen=[pg.mkPen(OVERLAY_COLOURS[code], width=1.5) for _, _, code in small])
+
     def blank(self) -> None:
         """No pair shown (pyqtgraph's own `clear` would remove the views)."""
+        self.rings.clear()
         for name, item in self.items.items():
             item.clear()
             set_title(self.plots[name], "")
@@ -111,8 +110,10 @@ class CompareView(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the labels take what A and B leave
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setToolTip(f"Every run measured the same way (gse_algo.attacks.measure); {MARK.strip()} marks "
                               "the better value. Sizes count only for a run that succeeded; time is the attack "
                               "alone, pauses and the app's own work excluded.")
@@ -185,6 +186,8 @@ class CompareView(QWidget):
         swatches = " &nbsp; ".join(f"<span style='color:{OVERLAY_COLOURS[c]}'>■</span> {OVERLAY_LABELS[c]} "
                                    f"({counts[c]} px)" for c in (ONLY_A, ONLY_B, BOTH))
         iou = "–" if np.isnan(self.iou) else f"{self.iou:.3f}"
+        if len(self.images.rings.data):
+            swatches += " &nbsp; ○ ring: a cluster too small to see"
         self.legend.setText(f"{swatches}<br>support IoU = <b>{iou}</b> (pixels in both / pixels in either)<br>"
                             "perturbations: red +, blue −, each at its own scale (in its title), colour ~ sqrt")
 

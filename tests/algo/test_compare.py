@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from gse_algo.compare import BOTH, NEITHER, ONLY_A, ONLY_B, better, overlay_codes, support_iou
+from gse_algo.compare import (BOTH, MAX_RINGS, NEITHER, ONLY_A, ONLY_B, better, overlay_codes, small_clusters,
+                              support_iou)
 
 
 def test_overlay_marks_only_a_only_b_and_both():
@@ -29,3 +30,13 @@ def test_better_follows_each_metrics_direction():
     assert better("l2", 0.5, 0.5) is None
     assert better("acp", None, 3) is None and better("acp", math.nan, 3) is None
     assert better("colour", 1, 2) is None
+
+
+def test_small_clusters_are_given_up_beyond_max_rings():
+    codes = np.zeros((128, 128), np.uint8)
+    lone = [(r, c) for r in range(0, 128, 4) for c in range(0, 128, 4)][:MAX_RINGS + 1]
+    for r, c in lone:
+        codes[r, c] = ONLY_A
+    assert small_clusters(codes) == []  # 301 rings would cover the image
+    codes[lone[-1]] = NEITHER
+    assert len(small_clusters(codes)) == MAX_RINGS

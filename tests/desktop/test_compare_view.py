@@ -9,7 +9,8 @@ from PySide6.QtCore import QPointF
 from conftest import RecordingEngine, make_window
 from gse_algo.params import GSEParams
 from gse_algo.snapshot import Snapshot, SparseDelta
-from gse_desktop.compare_view import MARK
+from gse_algo.compare import BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS
+from gse_desktop.compare_view import MARK, CompareImages
 from gse_desktop.history import RunHistory
 from gse_desktop.records import Measured, ModelInfo, OpenedImage, Prediction, RunDescription, RunSpec
 from test_geometry import assert_square_and_whole, settle
@@ -66,13 +67,12 @@ def test_the_overlay_has_three_colours_and_the_iou_counts_pixels(qtbot, tmp_path
     assert window.central.currentWidget() is view
     picture = view.images.items["overlay"].image
     blue, vermillion, yellow = (0x00, 0x72, 0xB2), (0xD5, 0x5E, 0x00), (0xF0, 0xE4, 0x42)  # Okabe-Ito
-    background = round(255 * 0.35 * GREY)
-    expected = np.full((H, W, 3), background, np.uint8)
+    expected = np.full((H, W, 3), 0.3 + 0.4 * GREY, np.float32)  # the clean image in faint grey
     for r, c in [(0, 0), (0, 1)]:
-        expected[r, c] = blue  # only A
-    expected[2, 2] = vermillion  # only B
-    expected[1, 1] = yellow  # both
-    np.testing.assert_array_equal(picture, expected)
+        expected[r, c] = np.divide(blue, 255)  # only A
+    expected[2, 2] = np.divide(vermillion, 255)  # only B
+    expected[1, 1] = np.divide(yellow, 255)  # both
+    np.testing.assert_allclose(picture, expected, atol=1e-6)
     assert view.iou == pytest.approx(1 / 4)  # both: 1 pixel; either: 4
     legend = view.legend.text()
     assert "only A (2 px)" in legend and "only B (1 px)" in legend and "both (1 px)" in legend and "0.250" in legend
@@ -148,3 +148,24 @@ def test_comparison_views_have_square_pixels_and_a_linked_zoom(qtbot, tmp_path, 
     window.compare_view.fit_button.click()
     settle()
     assert_square_and_whole(images, (H, W))
+
+
+def test_clusters_too_small_to_see_get_a_ring_in_their_colour(qtbot):
+    images = CompareImages()
+    qtbot.addWidget(images)
+    side = 128
+    x = np.full((side, side, 3), GREY, np.float32)
+    codes = np.zeros((side, side), np.uint8)
+    codes[40:50, 40:50] = ONLY_A  # 10 px wide: larger than 128 / 40, no ring
+    codes[100, 20] = ONLY_B  # a lone pixel
+    codes[10, 10:12] = BOTH  # two pixels side by side
+    zero = np.zeros((3, side, side), np.float32)
+    images.show_pair(x, (zero, zero), codes)
+    ring = images.rings.data
+    centres = {(float(r["x"]), float(r["y"])) for r in ring}
+    assert centres == {(20.5, 100.5), (11.0, 10.5)}  # pixel (r, c) spans [c, c+1] x [r, r+1]
+    colours = {(float(r["x"]), float(r["y"])): r["pen"].color().name() for r in ring}
+    assert colours == {(20.5, 100.5): OVERLAY_COLOURS[ONLY_B].lower(), (11.0, 10.5): OVERLAY_COLOURS[BOTH].lower()}
+    assert images.rings.opts["size"] == pytest.approx(2 * side / 45) and all(r["size"] == -1 for r in ring)  # -1: that size
+    images.show_pair(x[:32, :32], (zero[:, :32, :32], zero[:, :32, :32]), codes[:32, :32])
+    assert len(images.rings.data) == 0  # a 32 px image: its pixels show well enough
