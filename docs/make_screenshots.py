@@ -61,39 +61,45 @@ def main() -> int:
             window.controls.spins["search_steps"].setValue(args.search_steps)
         if args.compare:
             compare(window, args.compare, wait, app, DOCS / f"screenshot_compare{args.suffix}.png")
-            return 0
-        window.start_run()
-        start = time.perf_counter()
-        wait(lambda: state.run is not None and (state.history.latest() or (0, 0))[1] >= state.run.params.k_hat + 20)
-        window.redraw_now()
-        app.processEvents()
-        window.grab().save(str(DOCS / f"screenshot_running{args.suffix}.png"))
-        print(f"running screenshot at {state.history.latest()}")
-        wait(lambda: not state.active)
-        window.redraw_now()
-        for _ in range(20):
-            app.processEvents()
-        if args.search_steps:
-            window.message.setText(window.message.text() + f"  [screenshot run: {args.search_steps} search steps]")
-        window.grab().save(str(DOCS / f"screenshot_done{args.suffix}.png"))
-        window.amplify_action.setChecked(True)  # View > Amplified difference, zoomed to the support
-        window.zoom_to_support()
-        for _ in range(20):
-            app.processEvents()
-        window.grab().save(str(DOCS / f"screenshot_amplified{args.suffix}.png"))
-        window.amplify_action.setChecked(False)
-        window.views.fit()
-        print(f"done in {time.perf_counter() - start:.0f} s: {window.message.text()}")
-        print(f"history: {len(state.history)} snapshots, {state.history.nbytes() / 2**20:.1f} MB")
-        wait(lambda: state.cam.map is not None, 120)
-        window.docks["cam"].raise_()
-        window.redraw_now()
-        for _ in range(20):
-            app.processEvents()
-        window.grab().save(str(DOCS / f"screenshot_cam{args.suffix}.png"))
+        else:
+            screenshots(window, args, wait, app)
         window.close()
         window.engine.shutdown()
     return 0
+
+
+def screenshots(window, args, wait, app) -> None:
+    """One GSE run: running, done, amplified and CAM screenshots."""
+    state = window.state
+    window.start_run()
+    start = time.perf_counter()
+    wait(lambda: state.run is not None and (state.history.latest() or (0, 0))[1] >= state.run.params.k_hat + 20)
+    window.redraw_now()
+    app.processEvents()
+    window.grab().save(str(DOCS / f"screenshot_running{args.suffix}.png"))
+    print(f"running screenshot at {state.history.latest()}")
+    wait(lambda: not state.active)
+    window.redraw_now()
+    for _ in range(20):
+        app.processEvents()
+    if args.search_steps:
+        window.message.setText(window.message.text() + f"  [screenshot run: {args.search_steps} search steps]")
+    window.grab().save(str(DOCS / f"screenshot_done{args.suffix}.png"))
+    window.amplify_action.setChecked(True)  # View > Amplified difference, zoomed to the support
+    window.zoom_to_support()
+    for _ in range(20):
+        app.processEvents()
+    window.grab().save(str(DOCS / f"screenshot_amplified{args.suffix}.png"))
+    window.amplify_action.setChecked(False)
+    window.views.fit()
+    print(f"done in {time.perf_counter() - start:.0f} s: {window.message.text()}")
+    print(f"history: {len(state.history)} snapshots, {state.history.nbytes() / 2**20:.1f} MB")
+    wait(lambda: state.cam.map is not None, 120)
+    window.docks["cam"].raise_()
+    window.redraw_now()
+    for _ in range(20):
+        app.processEvents()
+    window.grab().save(str(DOCS / f"screenshot_cam{args.suffix}.png"))
 
 
 def compare(window, second: str, wait, app, path: Path) -> None:
