@@ -98,6 +98,8 @@ class AttackSpec:
     extra: str = ""  # the pip extra that installs them
     notes: str = ""  # limits worth knowing (shown as a tooltip)
     rules: Callable[..., None] | None = None  # rules(images, settings): ValueError for what the library cannot take
+    together: Callable[[Mapping[str, Value]], None] | None = None  # together(settings): ValueError for values each
+    # within its range that the attack refuses together (or by a rule of its own, as GSE's odd blur size)
     _index: Mapping[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +127,8 @@ class AttackSpec:
                     problems.append(str(error))
         if problems:
             raise ValueError("; ".join(problems))
+        if self.together is not None:
+            self.together(values)
         return values
 
     def check_run(self, images: object, settings: Mapping[str, Value]) -> None:

@@ -1,6 +1,7 @@
 """The attack registry's core: parameters, the forward/backward counter, the library driver, measured metrics."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -59,6 +60,15 @@ def test_param_check_refuses_empty_values_wrong_kinds_and_huge_numbers(param, va
         param.check(value)
     assert words in str(error.value) and len(str(error.value)) < 120  # the value is shown shortened
     assert Param("cap", int, None, "tip", 1, 100).check(None) is None
+
+
+@pytest.mark.parametrize("name, values, words", [
+    ("gse", {"blur_size": 4}, "blur_size must be odd (got 4)"),  # in its range, refused by GSEParams
+    ("pixle", {"patch_min": 5, "patch_max": 3}, "patch_min (5) must not exceed patch_max (3)"),
+])
+def test_settings_refuse_values_the_attack_refuses_together(name, values, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        get_attack(name).settings(values)
 
 
 def test_counter_counts_a_known_number_of_passes():
