@@ -114,7 +114,8 @@ class AttackSpec:
                 "(see the README, 'Baseline attacks')")
 
     def settings(self, overrides: Mapping[str, Value] | None = None) -> dict[str, Value]:
-        """Every parameter's value: the defaults with `overrides` checked and applied (ValueError for all problems)."""
+        """Every parameter's value: the defaults with `overrides` checked and applied (ValueError for all problems,
+        each naming ATTACK.PARAMETER)."""
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(self._index))
         problems = [f"{self.name} has no parameter {', '.join(unknown)}; it has {', '.join(self._index)}"] if unknown else []
@@ -123,8 +124,8 @@ class AttackSpec:
             if name in self._index:
                 try:
                     values[name] = self._index[name].check(value)
-                except ValueError as error:
-                    problems.append(str(error))
+                except ValueError as error:  # named with the attack: gse-compare sets several at once
+                    problems.append(f"{self.name}.{error}")
         if problems:
             raise ValueError("; ".join(problems))
         if self.together is not None:
