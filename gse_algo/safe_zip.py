@@ -1,6 +1,6 @@
 """Bounded reading of zip archives and .npz files: sizes are checked on the headers before anything is decompressed.
 
-- A zip member is read only when its uncompressed size (from the zip header) is within a limit, it is not
+- A member name may appear once only. A zip member is read only when its uncompressed size (from the zip header) is within a limit, it is not
   encrypted and it uses a method this program writes (stored or deflate); zipfile never yields more bytes than
   the header declares, so a lying header cannot inflate past the limit.
 - An .npz member is an .npy file: its header (format 1.0 or 2.0: numpy.lib.format.read_array_header_1_0/2_0) gives
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import zipfile
+from collections import Counter
 
 import numpy as np
 from numpy.lib import format as npy
@@ -38,6 +39,15 @@ def check_member(info: zipfile.ZipInfo, limit: int) -> None:
                            f"at most {limit / 2**20:,.0f} MiB")
 
 
+def unique_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The archive's members; ArchiveError when a name appears twice (which copy is read depends on the reader)."""
+    members = archive.infolist()
+    repeated = [name for name, count in Counter(m.filename for m in members).items() if count > 1]
+    if repeated:
+        raise ArchiveError(f"member {repeated[0]!r:.80} appears more than once")
+    return members
+
+
 def read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
     """The bytes of one member after check_member."""
     info = archive.getinfo(name)
@@ -51,7 +61,7 @@ def read_npz(data: bytes, max_array_bytes: int, max_total_bytes: int,
     `max_array_bytes`, arrays over `max_total_bytes` together, a non-numeric dtype or a damaged member."""
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = archive.infolist()
+        members = unique_members(archive)
         if len(members) > max_members:
             raise ArchiveError(f"the arrays file holds {len(members)} members; at most {max_members}")
         total = 0

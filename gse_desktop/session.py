@@ -25,6 +25,7 @@ import json
 import math
 import os
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -34,11 +35,11 @@ import numpy as np
 
 from gse_algo.export import atomic_write_bytes, json_bytes, npz_bytes
 from gse_algo.params import RANGES, GSEParams
-from gse_algo.safe_zip import read_member, read_npz
+from gse_algo.safe_zip import read_member, read_npz, unique_members
 from gse_algo.snapshot import GSEResult, StepRecord
 from gse_desktop.history import RunHistory
 from gse_desktop.records import GSE
-from gse_desktop.state import MAX_KEPT_RUNS
+from gse_desktop.state import MAX_KEPT_RUNS, MAX_NAME, run_name
 
 FORMAT = "gse-desktop-session"
 VERSION = 2
@@ -65,7 +66,9 @@ MAX_ARRAYS = 1 + MAX_KEPT_RUNS * ARRAYS_PER_RUN  # members of arrays.npz (the se
 MAX_SNAPSHOTS = 200_000
 MAX_BATCH = 64
 MAX_CLASSES = 100_000
+MAX_LAYERS = 100_000  # module names of a model (the CAM panel's layer list)
 INF_ALLOWED = {"trace_log10_lambda", "trace_scalar_lambda_b", "steps_lambda_b"}  # lambda may overflow (pitfall 15)
+FLOAT_ARRAYS = ("cam", "result_x_adv", "result_delta", "trace_values", "trace_log10_lambda")  # written as floats
 NAN_ALLOWED = {"trace_scalar_lambda_b", "trace_scalar_cw_loss", "result_lambda0"}  # a library attack has none
 
 
@@ -168,10 +171,12 @@ def load_session(path: str | os.PathLike, progress: Progress | None = None) -> S
         if path.stat().st_size > MAX_FILE_BYTES:
             raise SessionError(f"{path.name}: the session file is larger than {MAX_FILE_BYTES >> 20} MiB")
         with zipfile.ZipFile(path) as zf:
-            missing = [name for name in MEMBERS if name not in zf.namelist()]
+            names = {member.filename for member in unique_members(zf)}
+            missing = [name for name in MEMBERS if name not in names]
             if missing:
                 raise SessionError(f"{path.name}: not a GSE session (missing {', '.join(missing)})")
-            meta = json.loads(read_member(zf, "session.json", LIMITS["session.json"]).decode("utf-8"))
+            meta = json.loads(read_member(zf, "session.json", LIMITS["session.json"]).decode("utf-8"),
+                              object_pairs_hook=_unique_keys)
             _check_meta(path, meta)
             arrays = read_npz(read_member(zf, "arrays.npz", LIMITS["arrays.npz"]), MAX_ARRAY_BYTES,
                               MAX_ARRAYS_BYTES, MAX_ARRAYS)
@@ -195,6 +200,15 @@ def load_session(path: str | os.PathLike, progress: Progress | None = None) -> S
     except Exception as error:  # noqa: BLE001 - zipfile, zlib, json and numpy raise many types for damaged data
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise SessionError(f"{path.name}: damaged session file ({reason})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object of session.json; ValueError for a key given twice (json would keep the last silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise ValueError(f"session.json gives the key {repeated!r:.40} twice")
+    return out
 
 
 def _check_meta(path: Path, meta: object) -> None:
@@ -291,7 +305,26 @@ def check_info(info: dict) -> tuple[int, int]:
         raise ValueError("info.shown must be [step, iteration]")
     _check_cam_state(info.get("cam"), len(names))
     _check_measured(info.get("measured"), len(names))
+    _check_read_back(info)
     return limits
+
+
+def _check_read_back(info: dict) -> None:
+    """The optional fields the app reads back (gse_desktop.session_records): thread count, seed, library versions,
+    the model's layers and CAM layer, the engine's record."""
+    for key, low in (("threads", 1), ("seed", 0)):
+        if key in info and not (_integer(info[key]) and info[key] >= low):
+            raise ValueError(f"info.{key} must be an integer >= {low} (got {info[key]!r:.40})")
+    versions = info.get("versions") or {}
+    if not (isinstance(versions, dict) and len(versions) <= MAX_SETTINGS
+            and all(isinstance(v, str) and len(v) <= MAX_TEXT for v in versions.values())):
+        raise ValueError("info.versions must map library names to version strings")
+    layers = info.get("layers") or []
+    if not (isinstance(layers, list) and len(layers) <= MAX_LAYERS and all(isinstance(n, str) for n in layers)):
+        raise ValueError(f"info.layers must be a list of at most {MAX_LAYERS:,} layer names")
+    for key, kind in (("cam_layer", str), ("record", dict)):
+        if info.get(key) is not None and not isinstance(info[key], kind):
+            raise ValueError(f"info.{key} must be a {'string' if kind is str else 'JSON object'} or null")
 
 
 def _check_attack(info: dict) -> tuple[int, int]:
@@ -299,15 +332,19 @@ def _check_attack(info: dict) -> tuple[int, int]:
     attack = info.get("attack", GSE)
     if not (isinstance(attack, str) and 0 < len(attack) <= MAX_TEXT and attack.replace("_", "").isalnum()):
         raise ValueError("info.attack must be an attack's registry name")
-    for key in ("name", "attack_title"):
-        if info.get(key) is not None and not (isinstance(info[key], str) and len(info[key]) <= MAX_TEXT):
-            raise ValueError(f"info.{key} must be a string of at most {MAX_TEXT} characters")
+    name, title = info.get("name"), info.get("attack_title")
+    if name is not None and not (isinstance(name, str) and run_name(name) == name):
+        raise ValueError(f"info.name must be one line of at most {MAX_NAME} printable characters, spaces single "
+                         f"({name!r:.40})")
+    if title is not None and not (isinstance(title, str) and len(title) <= MAX_TEXT and title.isprintable()):
+        raise ValueError(f"info.attack_title must be one line of at most {MAX_TEXT} printable characters")
     views = info.get("views", [])
     if not (isinstance(views, list) and len(views) <= 8 and all(isinstance(v, str) and len(v) <= 40 for v in views)):
         raise ValueError("info.views must be a short list of names")
     settings = info.get("settings", {})
     if not (isinstance(settings, dict) and len(settings) <= MAX_SETTINGS
-            and all(isinstance(k, str) and len(k) <= 40 and _setting(v) for k, v in settings.items())):
+            and all(isinstance(k, str) and len(k) <= 40 and k.isidentifier() and _setting(v)
+                    for k, v in settings.items())):
         raise ValueError(f"info.settings must map at most {MAX_SETTINGS} names to numbers, strings or booleans")
     if attack != GSE:
         return 1, MAX_SNAPSHOTS  # one "search step": the frames of the library call
@@ -374,6 +411,9 @@ def check_arrays(arrays: dict[str, np.ndarray], n_classes: int, limits: tuple[in
     """ValueError unless the arrays are finite (NaN nowhere but, for a library attack, in what only GSE has; +inf
     only where lambda may overflow, pitfall 15), images in [0,1], class indices in range, and the trace's shape,
     steps and iterations fit the run (`limits`: its search steps and iterations)."""
+    for name in FLOAT_ARRAYS:
+        if name in arrays and arrays[name].dtype.kind != "f":
+            raise ValueError(f"array {name} holds {arrays[name].dtype}, not floating-point values")
     for name, array in arrays.items():
         if array.dtype.kind == "f":
             values = array[~np.isnan(array)] if library and name in NAN_ALLOWED else array
@@ -442,8 +482,10 @@ def _result(arrays: dict[str, np.ndarray], scalars: dict, size: tuple[int, int])
                                                 for name in _RESULT_SCALARS):
         raise ValueError(f"the result must give {', '.join(_RESULT_SCALARS)} as numbers >= 0")
     values = {name: arrays[f"result_{name}"] for name in _RESULT_ARRAYS}
-    if values["x_adv"].ndim != 4 or values["x_adv"].shape[-2:] != size or values["delta"].shape != values["x_adv"].shape:
-        raise ValueError(f"the result's image has shape {values['x_adv'].shape}, not [B,3,{size[0]},{size[1]}]")
+    x_adv, delta = values["x_adv"], values["delta"]
+    if x_adv.ndim != 4 or x_adv.shape[-2:] != size or delta.shape != x_adv.shape:
+        raise ValueError(f"the result's image and perturbation have shapes {x_adv.shape} and {delta.shape}, not "
+                         f"[B,3,{size[0]},{size[1]}] both")
     n_steps = len(arrays["steps_step"])
     steps = tuple(StepRecord(step=int(arrays["steps_step"][i]),
                              **{name: arrays[f"steps_{name}"][i] for name in _STEP_FIELDS if name != "step"})

@@ -47,6 +47,7 @@ IDLE, OPENING, LOADING, RUNNING, PAUSED, STOPPED, FINISHED, FAILED = (
     "idle", "opening", "loading", "running", "paused", "stopped", "finished", "failed")
 ACTIVE = (LOADING, RUNNING, PAUSED)
 MAX_KEPT_RUNS = 20  # runs of the current image kept for comparison; the oldest goes first (each holds its history)
+MAX_NAME = 80  # characters of a run's name
 
 
 class Events:
@@ -92,6 +93,13 @@ class CamState:
     @property
     def map(self) -> np.ndarray | None:
         return self.cache.get(self.shown) if self.shown is not None else None
+
+
+def run_name(text: str) -> str:
+    """The name a run gets from `text` (the run list's rename, a session's name): one line of printable characters,
+    spaces collapsed, at most MAX_NAME characters ('' when nothing is left)."""
+    printable = "".join(ch for ch in str(text) if ch.isprintable() or ch.isspace())
+    return " ".join(printable.split())[:MAX_NAME]
 
 
 @dataclass(eq=False)
@@ -227,7 +235,8 @@ class AppState:
         raise KeyError(f"no run {key} in this window")
 
     def rename_run(self, key: int, name: str) -> None:
-        name = " ".join(str(name).split())[:80]
+        """Give a kept run the name run_name(name); a name with nothing left in it changes nothing."""
+        name = run_name(name)
         if name:
             self.kept(key).name = name
             self.unsaved = True

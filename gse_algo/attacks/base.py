@@ -33,19 +33,22 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def check(self, value: Value) -> Value:
-        """The value converted to `kind` (strings from a command line are parsed) or ValueError saying why not."""
+        """The value converted to `kind` (strings from a command line are parsed) or ValueError saying why not.
+        None ("chosen by the attack") is a value only of a parameter whose default is None."""
         if value is None:
-            return None
+            if self.default is None:
+                return None
+            raise ValueError(f"{self.name} must be given (only a parameter whose default is 'auto' may be empty)")
         if self.kind is bool:
             return parse_bool(self.name, value)
         if self.kind is str:
-            text = str(value)
-            if self.choices and text not in self.choices:
-                raise ValueError(f"{self.name} must be one of {', '.join(self.choices)} (got {value!r})")
-            return text
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                wanted = f"one of {', '.join(self.choices)}" if self.choices else "text"
+                raise ValueError(f"{self.name} must be {wanted} (got {value!r:.40})")
+            return value
         number = _as_number(self.name, value, self.kind)
         if not self._in_range(number):
-            raise ValueError(f"{self.name} must be in {self.interval()} (got {value!r})")
+            raise ValueError(f"{self.name} must be in {self.interval()} (got {value!r:.40})")
         return number
 
     def interval(self) -> str:
@@ -59,18 +62,20 @@ class Param:
 
 
 def _as_number(name: str, value: Value, kind: type) -> int | float:
+    """`value` as a `kind` number: a real number or its text; an integer may have a zero fraction ('2.0')."""
     what = "an integer" if kind is int else "a finite number"
+    problem = ValueError(f"{name} must be {what} (got {value!r:.40})")
+    if isinstance(value, bool):
+        raise problem
+    if kind is int and isinstance(value, numbers.Integral):
+        return int(value)  # exact at any size: the range check follows
     try:
-        number = float(value) if isinstance(value, str) else value
-    except ValueError:
-        raise ValueError(f"{name} must be {what} (got {value!r})") from None
-    if isinstance(number, bool) or not isinstance(number, numbers.Real) or not math.isfinite(number):
-        raise ValueError(f"{name} must be {what} (got {value!r})")
-    if kind is int:
-        if not float(number).is_integer():
-            raise ValueError(f"{name} must be {what} (got {value!r})")
-        return int(number)
-    return float(number)
+        number = float(value) if isinstance(value, (str, numbers.Real)) else math.nan
+    except (ValueError, OverflowError):  # not a number, or an integer beyond any float
+        raise problem from None
+    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+        raise problem
+    return int(number) if kind is int else number
 
 
 RunFunction = Callable[..., Iterator]
@@ -93,6 +98,8 @@ class AttackSpec:
     extra: str = ""  # the pip extra that installs them
     notes: str = ""  # limits worth knowing (shown as a tooltip)
     rules: Callable[..., None] | None = None  # rules(images, settings): ValueError for what the library cannot take
+    together: Callable[[Mapping[str, Value]], None] | None = None  # together(settings): ValueError for values each
+    # within its range that the attack refuses together (or by a rule of its own, as GSE's odd blur size)
     _index: Mapping[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +114,8 @@ class AttackSpec:
                 "(see the README, 'Baseline attacks')")
 
     def settings(self, overrides: Mapping[str, Value] | None = None) -> dict[str, Value]:
-        """Every parameter's value: the defaults with `overrides` checked and applied (ValueError for all problems)."""
+        """Every parameter's value: the defaults with `overrides` checked and applied (ValueError for all problems,
+        each naming ATTACK.PARAMETER)."""
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(self._index))
         problems = [f"{self.name} has no parameter {', '.join(unknown)}; it has {', '.join(self._index)}"] if unknown else []
@@ -116,10 +124,12 @@ class AttackSpec:
             if name in self._index:
                 try:
                     values[name] = self._index[name].check(value)
-                except ValueError as error:
-                    problems.append(str(error))
+                except ValueError as error:  # named with the attack: gse-compare sets several at once
+                    problems.append(f"{self.name}.{error}")
         if problems:
             raise ValueError("; ".join(problems))
+        if self.together is not None:
+            self.together(values)
         return values
 
     def check_run(self, images: object, settings: Mapping[str, Value]) -> None:

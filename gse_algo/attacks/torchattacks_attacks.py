@@ -61,13 +61,16 @@ def _pixle_rules(images: torch.Tensor, s: Mapping[str, Value]) -> None:
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"Pixle (torchattacks 3.5.1) needs square images, got {images.shape[-2]} x "
                          f"{images.shape[-1]} (it swaps x and y when it places pixels)")
+
+
+def _pixle_patch(s: Mapping[str, Value]) -> None:
     if s["patch_min"] > s["patch_max"]:
         raise ValueError(f"patch_min ({s['patch_min']}) must not exceed patch_max ({s['patch_max']})")
 
 
 PIXLE = AttackSpec(
     name="pixle", title="Pixle", source=SOURCE, norm="l0 (pixels moved), black-box", requires=REQUIRES,
-    extra=EXTRA, run=library_run("Pixle", _pixle), rules=_pixle_rules,
+    extra=EXTRA, run=library_run("Pixle", _pixle), rules=_pixle_rules, together=_pixle_patch,
     notes="Black-box (forward passes only): copies pixels of a random patch to other places in the image, keeping "
           "a change when it lowers the probability of the true class (raises the target's). Perturbed values are "
           "the image's own values. Random: seeded from torch's generator (gse-attack --seed). Square images only.",

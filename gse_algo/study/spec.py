@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gse_algo.attacks import get_attack, gse
+from gse_algo.attacks import get_attack
 from gse_algo.defaults import CAM_METHOD_NAMES
 from gse_algo.runtime import DEVICES, DTYPES, MAX_THREADS
 from gse_algo.study import StudyError
@@ -342,14 +342,12 @@ def _expand(problems: _Problems, where: str, name: str, entry: dict, targeted: b
 
 
 def check_settings(name: str, values: dict, targeted: bool) -> tuple[dict, str | None]:
-    """(the attack's full settings, None) or ({}, why not): the registry's checks, and for GSE also GSEParams' own
-    (an even blur size, say), so a study never fails on a setting after it has started."""
+    """(the attack's full settings, None) or ({}, why not): the registry's checks (for GSE GSEParams' own too, an
+    even blur size, say), so a study never fails on a setting after it has started."""
     try:
         spec = get_attack(name)
         spec.check_goal(targeted)
         settings = spec.settings(values)
-        if spec.name == gse.GSE.name:
-            gse.gse_params(settings, targeted, (224, 224))  # the size only picks the 'auto' preset
     except ValueError as error:
         return {}, str(error)
     return settings, None

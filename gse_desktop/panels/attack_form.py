@@ -101,11 +101,14 @@ class ParamField(QWidget):
         return e.value()
 
     def set_value(self, value: int | float | str | bool | None) -> None:
+        """Show `value` (None: auto); ValueError, with the field unchanged, for a number it cannot hold (not a
+        number, not finite, a fraction for an integer, outside the spin box's range)."""
+        e = self.editor
+        number = None if value is None or not isinstance(e, (QSpinBox, QDoubleSpinBox)) else self._number(value)
         if self.auto is not None:
             self.auto.setChecked(value is None)
         if value is None:
             return
-        e = self.editor
         if isinstance(e, QCheckBox):
             e.setChecked(value in (True, "true", "1", 1))
         elif isinstance(e, QComboBox):
@@ -114,7 +117,18 @@ class ParamField(QWidget):
         elif isinstance(e, QLineEdit):
             e.setText(str(value))
         else:
-            e.setValue(int(float(value)) if isinstance(e, QSpinBox) else float(value))
+            e.setValue(int(number) if isinstance(e, QSpinBox) else number)
+
+    def _number(self, value: object) -> float:
+        e = self.editor
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        whole = number.is_integer() if isinstance(e, QSpinBox) else True
+        if not (math.isfinite(number) and whole and e.minimum() <= number <= e.maximum()):
+            raise ValueError(f"{self.param.name}: {value!r:.40} does not fit {e.minimum()}..{e.maximum()}")
+        return number
 
 
 class ParamForm(QGroupBox):
@@ -140,6 +154,16 @@ class ParamForm(QGroupBox):
 
     def settings(self) -> dict:
         return {name: field.value() for name, field in self.fields.items()}
+
+    def show_values(self, values: dict) -> None:
+        """Show each value in its field; one a field cannot show (a session from elsewhere, a hand-edited settings
+        file) leaves that field as it was."""
+        for key, value in values.items():
+            if key in self.fields:
+                try:
+                    self.fields[key].set_value(value)
+                except ValueError:
+                    pass
 
 
 class AttackPicker(QWidget):
@@ -228,9 +252,7 @@ class AttackPicker(QWidget):
     def show_settings(self, name: str, settings: dict) -> None:
         """Pick `name` and show these values (a reopened run)."""
         if self.select(name) and name in self.forms:
-            for key, value in settings.items():
-                if key in self.forms[name].fields:
-                    self.forms[name].fields[key].set_value(value)
+            self.forms[name].show_values(settings)
 
     # -- settings ------------------------------------------------------------------------------------------------
     def save(self, settings: QSettings) -> None:
@@ -248,10 +270,5 @@ class AttackPicker(QWidget):
 
     def _apply_saved(self, settings: QSettings) -> None:
         for name, form in self.forms.items():
-            for key, field in form.fields.items():
-                value = settings.value(f"attacks/{name}/{key}")
-                if value is not None:
-                    try:
-                        field.set_value(None if value == "" else value)
-                    except (TypeError, ValueError):
-                        pass  # a hand-edited settings file: the default stays
+            saved = {key: settings.value(f"attacks/{name}/{key}") for key in form.fields}
+            form.show_values({key: None if value == "" else value for key, value in saved.items() if value is not None})

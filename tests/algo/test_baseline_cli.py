@@ -192,6 +192,8 @@ def test_an_existing_comparison_is_kept_unless_overwrite(tiny, image, tmp_path):
     (["--set", "num_steps=3"], "use ATTACK.NAME=VALUE with an attack of --attacks (gse, sigma_zero)"),
     (["--set", "fmn.steps=3"], "use ATTACK.NAME=VALUE"),
     (["--set", "sigma_zero.steps=3"], "sigma_zero has no parameter steps"),
+    (["--attacks", "sigma_zero,gse", "--set", "gse.blur_size=4"], "blur_size must be odd"),  # before sigma-zero runs
+    (["--attacks", "sigma_zero,pdpgd", "--set", "pdpgd.num_steps=1"], "pdpgd.num_steps must be in [2, 100000]"),
     (["--target", "dog"], "sigma-zero supports untargeted runs only"),
     (["--dpi", "5"], "argument --dpi: must be in 20..1200"),
 ])

@@ -1,6 +1,7 @@
 """The attack registry's core: parameters, the forward/backward counter, the library driver, measured metrics."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,30 @@ def test_param_check_rejects_non_finite_and_bools_as_numbers():
         with pytest.raises(ValueError, match="x must be a finite number"):
             p.check(bad)
     assert Param("b", bool, False, "tip").check("yes") is True
+
+
+@pytest.mark.parametrize("param, value, words", [
+    (Param("steps", int, 10, "tip", 1, 100), None, "steps must be given"),  # only an 'auto' parameter may be empty
+    (Param("steps", int, 10, "tip", 1, 100), 10**400, "steps must be in [1, 100]"),  # beyond any float
+    (Param("eta", float, 1.0, "tip", 0.0, 2.0), 10**400, "eta must be a finite number"),
+    (Param("eta", float, 1.0, "tip", 0.0, 2.0), "9" * 5000, "eta must be a finite number"),  # float("99...9") is inf
+    (Param("norm", str, "inf", "tip", choices=("inf", "2")), 2, "norm must be one of inf, 2 (got 2)"),
+    (Param("name", str, "a", "tip"), 3.5, "name must be text (got 3.5)"),
+])
+def test_param_check_refuses_empty_values_wrong_kinds_and_huge_numbers(param, value, words):
+    with pytest.raises(ValueError) as error:
+        param.check(value)
+    assert words in str(error.value) and len(str(error.value)) < 120  # the value is shown shortened
+    assert Param("cap", int, None, "tip", 1, 100).check(None) is None
+
+
+@pytest.mark.parametrize("name, values, words", [
+    ("gse", {"blur_size": 4}, "blur_size must be odd (got 4)"),  # in its range, refused by GSEParams
+    ("pixle", {"patch_min": 5, "patch_max": 3}, "patch_min (5) must not exceed patch_max (3)"),
+])
+def test_settings_refuse_values_the_attack_refuses_together(name, values, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        get_attack(name).settings(values)
 
 
 def test_counter_counts_a_known_number_of_passes():

@@ -3,6 +3,7 @@ stand-in library attack (fake_attack, registered in the tests' engine process) r
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QSettings
 
 from conftest import TIMEOUT, RecordingEngine, make_window, run_to_end
 from fake_attack import FAKE
@@ -55,6 +56,27 @@ def test_the_picker_builds_the_form_from_the_params(qtbot):
     assert controls.target() is None
     picker.select("gse")
     assert controls.targeted.isEnabled() and controls.targeted.toolTip() == ""
+
+
+@pytest.mark.parametrize("key, value", [("steps", "abc"), ("steps", 10**300), ("steps", 10**400), ("steps", 2.5),
+                                        ("steps", 9999), ("rate", "nan"), ("rate", 2.0), ("final_rate", "inf"),
+                                        ("final_rate", 1e400)])
+def test_values_a_field_cannot_show_leave_the_form_as_it_was(qtbot, tmp_path, key, value):
+    """A reopened run's settings (a session from elsewhere) or a hand-edited settings file: what a field cannot
+    show is left out, the other values are shown, nothing raises."""
+    controls = ControlsPanel()
+    qtbot.addWidget(controls)
+    picker = controls.attack_picker
+    picker.set_attacks([attack_info(spec_with_every_kind()), GSE_INFO])
+    assert picker.select("every_kind")
+    before = picker.settings()
+    picker.show_settings("every_kind", {key: value, "norm": "l1"})
+    assert picker.settings() == {**before, "norm": "l1"}
+    ini = QSettings(str(tmp_path / "edited.ini"), QSettings.Format.IniFormat)
+    ini.setValue("attack", "every_kind")
+    ini.setValue(f"attacks/every_kind/{key}", str(value))
+    picker.restore(ini)
+    assert picker.settings() == {**before, "norm": "l1"}
 
 
 def fake_window(qtbot, engine, tmp_path, image_file):

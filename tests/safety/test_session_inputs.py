@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gse_desktop.session import LIMITS, MAX_ARRAYS, SessionError, load_session
+from gse_desktop.state import run_name
 from bad_input import make_session, messages_in_child
 
 MEASURED = {"success": True, "adv_class": 1, "acp": 3, "channel_l0": 5, "anc": 1, "d20": 9, "l2": 0.2, "linf": 0.1,
@@ -138,6 +139,24 @@ def _members_with(valid: Path, **data: bytes) -> dict[str, bytes]:
     return {**_members(valid), **{name.replace("_", "."): value for name, value in data.items()}}
 
 
+def _twice(valid: Path, name: str) -> bytes:
+    """The valid session with a second member called `name` (a reader would pick one of the two copies)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        for member, data in _members(valid).items():
+            zf.writestr(member, data)
+        zf.writestr(name, _members(valid)[name])
+    return buffer.getvalue()
+
+
+def _twice_npz(data: bytes) -> bytes:
+    """The arrays file with a second image.npy."""
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("image.npy", zf.read("image.npy"))
+    return buffer.getvalue()
+
+
 # name -> (members maker, words the message must contain)
 CASES = {
     "text file": (lambda v: b"just some text\n", "not a zip"),
@@ -200,6 +219,27 @@ CASES = {
     "encrypted member": (lambda v: _patch_member(v.read_bytes(), "session.json", flag=1), "encrypted"),
     "unknown compression": (lambda v: _patch_member(v.read_bytes(), "image.png", method=99),
                             "compression method 99"),
+    "run name two lines": (lambda v: _with_info(v, name="a\nb"), "info.name must be one line"),
+    "run name with an escape": (lambda v: _with_info(v, name="\x1b[2Jx"), "info.name must be one line"),
+    "run name of 81 characters": (lambda v: _with_info(v, name="x" * 81), "at most 80 printable characters"),
+    "attack title with a line break": (lambda v: _with_info(v, attack_title="GSE\r\n"), "info.attack_title"),
+    "setting name not a name": (lambda v: _with_info(v, settings={"num steps": 3}), "info.settings"),
+    "threads infinite": (lambda v: _with_info(v, threads=float("inf")), "info.threads must be an integer >= 1"),
+    "seed negative": (lambda v: _with_info(v, seed=-1), "info.seed must be an integer >= 0"),
+    "versions a list": (lambda v: _with_info(v, versions=["torch"]), "info.versions"),
+    "layers a number": (lambda v: _with_info(v, layers=5), "info.layers"),
+    "cam layer a number": (lambda v: _with_info(v, cam_layer=7), "info.cam_layer"),
+    "record a list": (lambda v: _with_info(v, record=[1]), "info.record"),
+    "cam as integers": (lambda v: {**_members(v), "arrays.npz": _npz({**_arrays(_members(v)),
+                                                                      "r0_cam": np.zeros((16, 16), np.int64)})},
+                        "array cam holds int64, not floating-point"),
+    "result as integers": (lambda v: _with_arrays(v, result_x_adv=lambda a: a.astype(np.uint8)), "result_x_adv"),
+    "perturbation of 2 channels": (lambda v: _with_arrays(v, result_delta=lambda a: a[:, :2]), "(1, 2, 16, 16)"),
+    "member twice": (lambda v: _twice(v, "session.json"), "member 'session.json' appears more than once"),
+    "npz member twice": (lambda v: {**_members(v), "arrays.npz": _twice_npz(_members(v)["arrays.npz"])},
+                         "member 'image.npy' appears more than once"),
+    "json key twice": (lambda v: _members_with(v, session_json=_members(v)["session.json"].rstrip()[:-1]
+                                               + b', "shown": 0}'), "gives the key 'shown' twice"),
 }
 # Sizes that need gigabytes if believed: opened in a child process under a memory limit.
 BOMBS = {
@@ -284,3 +324,14 @@ def test_a_library_run_may_lack_what_only_gse_has(valid, tmp_path):
                            result_chosen_step=np.zeros(1, np.int64))  # a library run: its frames in step 0
     session = load_session(_write(tmp_path / "lib2.gses", members))
     assert np.isnan(session.history.series(0, "cw_loss")).all() and session.info["measured"] == MEASURED
+
+
+@pytest.mark.parametrize("typed", ["a\nb", "\x1b[2Jred", "tab\there", "x" * 500, "abc\u202edef", "  spaced   out  "])
+def test_a_name_the_run_list_gives_is_one_the_loader_reads(typed, valid, tmp_path):
+    """The rename rule (state.run_name) and the loader agree: a renamed run's session opens; the raw text does not."""
+    name = run_name(typed)
+    assert name and name.isprintable() and len(name) <= 80 and "  " not in name
+    session = load_session(_write(tmp_path / "renamed.gses", _with_info(valid, name=name)))
+    assert session.info["name"] == name
+    with pytest.raises(SessionError, match="info.name"):
+        load_session(_write(tmp_path / "raw.gses", _with_info(valid, name=typed)))
