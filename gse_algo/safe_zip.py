@@ -1,8 +1,8 @@
 """Bounded reading of zip archives and .npz files: sizes are checked on the headers before anything is decompressed.
 
-- A member name may appear once only. A zip member is read only when its uncompressed size (from the zip header) is within a limit, it is not
-  encrypted and it uses a method this program writes (stored or deflate); zipfile never yields more bytes than
-  the header declares, so a lying header cannot inflate past the limit.
+- A member name may appear once only. A zip member is read only when its uncompressed size (from the zip header)
+  is within a limit, it is not encrypted and it uses a method this program writes (stored or deflate); zipfile
+  never yields more bytes than the header declares, so a lying header cannot inflate past the limit.
 - An .npz member is an .npy file: its header (format 1.0 or 2.0: numpy.lib.format.read_array_header_1_0/2_0) gives
   the dtype and shape, so the array's size is known before it is allocated. Only bool/integer/float dtypes are
   read, never pickled objects.
