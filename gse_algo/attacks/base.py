@@ -8,6 +8,7 @@ sizes and pass counts are measured by gse_algo.attacks.measure, the same code fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import numbers
@@ -31,6 +32,7 @@ class Param:
     high: float | None = None
     low_ok: bool = True  # low itself is allowed
     choices: tuple[str, ...] = ()
+    spelling: Callable[[str], str] | None = None  # another spelling -> its choice (GSE's reg: 'L1_2' -> 'l1/2')
 
     def check(self, value: Value) -> Value:
         """The value converted to `kind` (strings from a command line are parsed) or ValueError saying why not.
@@ -42,6 +44,9 @@ class Param:
         if self.kind is bool:
             return parse_bool(self.name, value)
         if self.kind is str:
+            if isinstance(value, str) and self.spelling is not None:
+                with contextlib.suppress(ValueError):  # a spelling it does not know: refused below
+                    value = self.spelling(value)
             if not isinstance(value, str) or (self.choices and value not in self.choices):
                 wanted = f"one of {', '.join(self.choices)}" if self.choices else "text"
                 raise ValueError(f"{self.name} must be {wanted} (got {value!r:.40})")

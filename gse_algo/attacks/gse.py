@@ -11,7 +11,7 @@ from collections.abc import Generator, Mapping
 import torch
 
 from gse_algo.attack import iterate_gse
-from gse_algo.defaults import REGULARISER_NAMES
+from gse_algo.defaults import REGULARISER_NAMES, regulariser_name
 from gse_algo.params import AUTO, HELP, PRESET_FIELDS, PRESETS, RANGES, SMALL_INPUT, GSEParams, params_from_settings
 from gse_algo.snapshot import GSEResult, Progress, Snapshot
 
@@ -27,7 +27,8 @@ def _params() -> tuple[Param, ...]:
     for name, (kind, low, high, low_ok) in RANGES.items():
         default = None if name in PRESET_FIELDS else getattr(defaults, name)
         fields.append(Param(name, kind, default, HELP[name], low, high, low_ok))
-    fields.append(Param("reg", str, defaults.reg, HELP["reg"], choices=REGULARISER_NAMES))
+    fields.append(Param("reg", str, defaults.reg, HELP["reg"], choices=REGULARISER_NAMES,
+                        spelling=regulariser_name))
     fields.append(Param("blur", bool, defaults.blur, HELP["blur"]))
     return tuple(fields)
 

@@ -32,6 +32,7 @@ def test_settings_parse_strings_check_ranges_and_report_every_problem():
     values = spec.settings({"iters": "50", "q": "0.5", "reg": "l0"})
     assert values["iters"] == 50 and values["q"] == 0.5 and values["reg"] == "l0"
     assert values["mu"] is None and values["preset"] == "auto"  # from the preset
+    assert spec.settings({"reg": "L1_2"})["reg"] == "l1/2"  # gse-attack's spellings of a regulariser, here too
     with pytest.raises(ValueError) as error:
         spec.settings({"iters": "1.5", "q": 0.0, "reg": "l9", "colour": 1})
     text = str(error.value)
