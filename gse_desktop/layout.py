@@ -72,6 +72,7 @@ class Docks(QObject):
     def arrange(self) -> None:
         """The default arrangement, sized for the window's current height."""
         w, d = self.window, self.docks
+        size = w.size()  # a dock on its way between places can widen the window for a moment: kept as it was
         for dock in d.values():
             dock.setFloating(False)
             dock.show()
@@ -98,6 +99,8 @@ class Docks(QObject):
         for first in ("setup", "classes", "metrics"):  # the tab shown first in each group
             d[first].raise_()
         w.resizeDocks([d["setup"]], [LEFT_WIDTH], Qt.Orientation.Horizontal)
+        w.layout().activate()  # the minimum size it set while the dock was between places is recomputed
+        w.resize(size)
         w.resizeDocks([d["metrics"]], [int(BOTTOM_SHARE * w.height())], Qt.Orientation.Vertical)
 
     def save(self, settings: QSettings) -> None:

@@ -28,6 +28,7 @@ TITLES = {
     "lambda": "λ map (log10)",
     "cam": "CAM",
 }
+MASK_SUPPORT_ONLY = "Mask: <span style='color:#ffc800'>support</span>"  # an attack without a frozen region
 # (row, column) of each view; columns 2 and 4 hold the colour bars (see ImageViews._colour_bar)
 CELLS = {"original": (0, 0), "adversarial": (0, 1), "perturbation": (0, 3),
          "mask": (1, 0), "lambda": (1, 1), "cam": (1, 3)}
@@ -161,6 +162,7 @@ class ImageViews(LinkedViews):
         self.plots["lambda"].addItem(self.lambda_text)
         self.lambda_text.setVisible(False)
         self.amplified = False
+        self.mask_title = TITLES["mask"]  # the shown attack's: a frozen region only where it has one (GSE)
         self.support_outline = MaskOutline(OUTLINE, width=1)  # on the adversarial view
         self.plots["adversarial"].addItem(self.support_outline)
         self.frame: Frame | None = None  # the shown one
@@ -192,8 +194,13 @@ class ImageViews(LinkedViews):
         set_title(self.plots["original"], f"{TITLES['original']} ({label}, {w}x{h})")
         self.items["original"].setImage(self.original, levels=(0, 1))
         self.items["adversarial"].setImage(self.original, levels=(0, 1))
-        for name in ("perturbation", "lambda"):
-            self.items[name].setImage(np.zeros((h, w), np.float32), autoLevels=False)
+        self.items["perturbation"].setImage(np.zeros((h, w), np.float32), autoLevels=False)
+        self._set_levels("perturbation", (-1.0, 1.0))  # delta = 0 in the map's middle, on the range delta can take
+        self.items["lambda"].clear()  # no lambda before a run: a caption, not a colour that would read as a value
+        self.lambda_text.setText("λ map: shown once GSE runs")
+        self.lambda_text.setVisible(True)
+        self.bars["lambda"].setVisible(False)
+        self.lambda_grey.setVisible(False)
         self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
         self.items["cam"].clear()
         self.lambda_grey.setImage(np.full((h, w, 3), colours.INF_GREY, np.float32), levels=(0, 1))
@@ -210,6 +217,8 @@ class ImageViews(LinkedViews):
         self.bars["lambda"].setVisible(has_lambda_map)
         self.lambda_grey.setVisible(has_lambda_map)
         set_title(self.plots["lambda"], TITLES["lambda"] if has_lambda_map else "λ map: none")
+        self.mask_title = TITLES["mask"] if has_lambda_map else MASK_SUPPORT_ONLY
+        set_title(self.plots["mask"], self.mask_title)
         if not has_lambda_map:
             self.items["lambda"].clear()
 
@@ -257,10 +266,12 @@ class ImageViews(LinkedViews):
         mask[frame.frozen[image]] = FROZEN
         mask[frame.mask[image]] = SUPPORT
         self.items["mask"].setImage(mask, levels=(0, 255))
-        # the count in fixed-width digits: a title that changes size would re-layout (and repaint) every view
-        digits = len(str(mask.shape[0] * mask.shape[1]))
-        count = f"{int(frame.acp[image]):>{digits}}".replace(" ", "&nbsp;")
-        set_title(self.plots["mask"], TITLES["mask"] + f"  (<span style='font-family:monospace'>{count}</span> px)")
+        # a title of fixed width (a title that changes size would re-layout and repaint every view): the count in
+        # fixed-width digits, padded after the text, where the padding is not seen
+        count = str(int(frame.acp[image]))
+        pad = "&nbsp;" * (len(str(mask.shape[0] * mask.shape[1])) - len(count))
+        mono = "<span style='font-family:monospace'>{}</span>"
+        set_title(self.plots["mask"], self.mask_title + f"  ({mono.format(count)} px){mono.format(pad)}")
 
     def _show_lambda(self, log_lam: np.ndarray) -> None:
         self.items["lambda"].setImage(np.where(np.isfinite(log_lam), log_lam, np.nan), autoLevels=False)

@@ -148,6 +148,15 @@ def test_a_laptop_reaches_every_control_without_scrolling_and_the_cam_numbers_do
     assert numbers.height() <= lines * numbers.fontMetrics().lineSpacing() + 8
 
 
+@pytest.mark.parametrize("width", [1100, 1280])
+def test_arranging_the_docks_keeps_the_window_s_size(qtbot, window, width):
+    """A dock moved into a tab group needs room beside its old place for a moment; the minimum size that set
+    (1302 px under X at 1280, 1173 px offscreen) must not stay and widen the window."""
+    window.resize(width, 720)
+    window.docks.arrange()
+    assert window.size().toTuple() == (width, 720) and window.minimumSize().width() <= width
+
+
 def test_the_layout_is_remembered_and_reset(qtbot, tmp_path, engine, image_file):
     settings = tmp_path / "layout.ini"
     first = make_window(qtbot, engine, settings, image_file, model="tiny")

@@ -1,6 +1,8 @@
 """Picking an attack, the run list and sessions of several runs, end to end on the tiny model (offscreen): a
 stand-in library attack (fake_attack, registered in the tests' engine process) runs through the real engine."""
 
+import re
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
@@ -120,6 +122,8 @@ def test_a_library_attack_runs_live_and_is_kept_with_measured_metrics(qtbot, eng
     np.testing.assert_allclose(window.views.frame.delta[0], delta, atol=1e-7)  # the views show the result
     assert window.views.lambda_text.isVisible() and "fake-sparse has no λ map" in window.views.lambda_text.textItem.toPlainText()
     assert "no outer search" in window.search_table.item(0, 0).text()
+    mask_title = re.sub("<[^>]+>", "", window.views.plots["mask"].titleLabel.text)  # the text without markup
+    assert "support" in mask_title and "frozen" not in mask_title and f"({changed} px)" in mask_title  # no phase 2
     assert window.timeline.label.text().startswith("frame 5 / 5") and not window.timeline.step_spin.isVisibleTo(window)
     row = cells(window)[0]
     assert row[0] == "fake-sparse 1" and row[1] == "fake-sparse" and "steps=4" in row[2]
@@ -132,6 +136,7 @@ def test_a_library_attack_runs_live_and_is_kept_with_measured_metrics(qtbot, eng
     small_gse(window)
     run_to_end(qtbot, window)
     assert [r[0] for r in cells(window)] == ["fake-sparse 1", "GSE 1"] and not window.views.lambda_text.isVisible()
+    assert "frozen" in window.views.plots["mask"].titleLabel.text
     assert "k̂=3" in cells(window)[1][2]
 
 

@@ -201,6 +201,10 @@ def test_a_new_image_clears_every_run_display(qtbot, window, tmp_path):
     assert all(len(c.getData()[0] or []) == 0 for c in window.plots.curves.values())
     assert window.state.cam.map is None and window.views.cam_text.isVisible()
     assert window.state.runs == [] and window.state.cursor is None
+    views = window.views  # no old perturbation or lambda map; delta = 0 is the perturbation map's middle (white)
+    assert not np.any(views.items["perturbation"].image) and views.bars["perturbation"].levels() == (-1.0, 1.0)
+    assert views.items["lambda"].image is None and views.lambda_text.isVisible()
+    assert "once GSE runs" in views.lambda_text.textItem.toPlainText() and not views.bars["lambda"].isVisible()
 
 
 def test_quitting_shuts_the_engine_down_and_leaves_no_process(qtbot, tmp_path, image_file):
