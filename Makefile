@@ -33,6 +33,7 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1280 --height 720 --suffix _1280x720
 	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1920 --height 1080 --suffix _1920x1080
+	QT_QPA_PLATFORM=offscreen $(PY) docs/make_screenshots.py --width 1280 --height 720 --suffix _1280x720 --compare sigma_zero
 
 studies: $(STAMP)  # the paper's three next checks on the public reference set, with their reports (README "Studies")
 	for s in blur_ablation k_hat object_density; do \
