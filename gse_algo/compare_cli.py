@@ -89,11 +89,10 @@ def _run(args: argparse.Namespace) -> int:
             batch = x.unsqueeze(0)
             labels = torch.tensor([predict(loaded.model, batch)[0] if target is None else target], device=x.device)
             results = []
-            for spec in specs:
-                torch.manual_seed(runtime.seed)  # each attack as if it ran alone, whatever the order
+            for spec in specs:  # each attack as if it ran alone (run_with_progress seeds torch), whatever the order
                 progress = cli.ProgressLine(f"[{number}/{len(paths)}] {path.name}")
                 results.append(registry_run.run_with_progress(spec, loaded.model, batch, labels, target is not None,
-                                                              settings[spec.name], progress))
+                                                              settings[spec.name], progress, runtime.seed))
             image_dir, _ = export.result_folder(stage, export.safe_folder_name(path.stem), False, taken)
             goal = "untargeted" if target is None else f"targeted at {loaded.class_names[target]}"
             write_image(image_dir, f"{path.name}: {loaded.name}, {goal}", path, x, results, loaded, runtime, args.dpi)

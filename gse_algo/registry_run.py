@@ -55,8 +55,12 @@ def baseline_panels(spec: AttackSpec, panels: list[str], figure: str, preset: st
 
 
 def run_with_progress(spec: AttackSpec, model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor,
-                      targeted: bool, settings: Mapping[str, Value], progress: ProgressShown) -> AttackResult:
-    """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine)."""
+                      targeted: bool, settings: Mapping[str, Value], progress: ProgressShown,
+                      seed: int) -> AttackResult:
+    """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine). torch.manual_seed(seed)
+    comes first, so a random attack (VFGA, Pixle) gives the same result for the same image and seed whatever ran
+    before it: the images before it in gse-attack, the attacks before it in gse-compare."""
+    torch.manual_seed(seed)
     run = iterate_attack(spec.name, model, batch, labels, targeted, settings)
     for item in run:
         if isinstance(item, ModelCall):
@@ -76,7 +80,7 @@ def attack_image(spec: AttackSpec, settings: Mapping[str, Value], loaded: Loaded
     model, batch = loaded.model, x.unsqueeze(0)
     clean = predict(model, batch)[0]
     labels = torch.tensor([clean if target is None else target], device=x.device)
-    result = run_with_progress(spec, model, batch, labels, target is not None, settings, progress)
+    result = run_with_progress(spec, model, batch, labels, target is not None, settings, progress, runtime.seed)
     grids = {bits: quantize.finalize(model, batch, labels, target is not None, result.x_adv, bits)
              for bits in quantize.BITS} if quantized else {}
     record = baseline_record(loaded, image, spec, batch, target, result, runtime, grids)
