@@ -22,7 +22,7 @@ from gse_algo import cli, export, figures, registry_run
 from gse_algo.models import LoadedModel
 from gse_algo.record import predict
 from gse_algo.runtime import Runtime
-from gse_algo.attacks import AttackResult, AttackSpec, Value, attack_names, get_attack
+from gse_algo.attacks import AttackResult, AttackSpec, Value, attack_names, checked_settings, get_attack
 from gse_algo.compare_figure import ComparedRun, comparison_figure
 
 COLUMNS = ("attack", "image", "success", "ACP", "channel-L0", "ANC", "d2,0", "l2", "linf", "8-bit", "time_s",
@@ -67,7 +67,7 @@ def attack_settings(specs: list[AttackSpec], items: list[str], targeted: bool) -
             raise ValueError(f"--set {name}={value}: use ATTACK.NAME=VALUE with an attack of --attacks "
                              f"({', '.join(overrides)})")
         overrides[spec.name][key] = value
-    return {s.name: registry_run.checked_settings(s, overrides[s.name], targeted) for s in specs}
+    return {s.name: checked_settings(s, overrides[s.name], targeted) for s in specs}
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import torch
 
 from gse_algo import quantize
 from gse_algo.attacks import AttackResult, AttackSpec, Value, iterate_attack
+from gse_algo.attacks import checked_settings  # noqa: F401 (gse-attack's checks: cli.py)
 from gse_algo.attacks.library import ModelCall
 from gse_algo.export import versions
 from gse_algo.models import LoadedModel
@@ -32,16 +33,6 @@ class ProgressShown(Protocol):
     def show(self, text: Callable[[], str]) -> None: ...
 
     def done(self) -> None: ...
-
-
-def checked_settings(spec: AttackSpec, overrides: Mapping[str, str], targeted: bool) -> dict[str, Value]:
-    """The attack's settings with --set applied, after the checks that need no model: the library is installed,
-    the attack supports the goal, every value is valid (ValueError otherwise)."""
-    why = spec.missing()
-    if why:
-        raise ValueError(why)
-    spec.check_goal(targeted)
-    return spec.settings(overrides)
 
 
 def baseline_panels(spec: AttackSpec, panels: list[str], figure: str, preset: str | None) -> list[str]:
