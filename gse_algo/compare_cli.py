@@ -22,7 +22,7 @@ from gse_algo import cli, export, figures, registry_run
 from gse_algo.models import LoadedModel
 from gse_algo.record import predict
 from gse_algo.runtime import Runtime
-from gse_algo.attacks import AttackResult, AttackSpec, Value, attack_names, get_attack
+from gse_algo.attacks import AttackResult, AttackSpec, Value, attack_names, checked_settings, get_attack
 from gse_algo.compare_figure import ComparedRun, comparison_figure
 
 COLUMNS = ("attack", "image", "success", "ACP", "channel-L0", "ANC", "d2,0", "l2", "linf", "8-bit", "time_s",
@@ -67,7 +67,7 @@ def attack_settings(specs: list[AttackSpec], items: list[str], targeted: bool) -
             raise ValueError(f"--set {name}={value}: use ATTACK.NAME=VALUE with an attack of --attacks "
                              f"({', '.join(overrides)})")
         overrides[spec.name][key] = value
-    return {s.name: registry_run.checked_settings(s, overrides[s.name], targeted) for s in specs}
+    return {s.name: checked_settings(s, overrides[s.name], targeted) for s in specs}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,11 +89,10 @@ def _run(args: argparse.Namespace) -> int:
             batch = x.unsqueeze(0)
             labels = torch.tensor([predict(loaded.model, batch)[0] if target is None else target], device=x.device)
             results = []
-            for spec in specs:
-                torch.manual_seed(runtime.seed)  # each attack as if it ran alone, whatever the order
+            for spec in specs:  # each attack as if it ran alone (run_with_progress seeds torch), whatever the order
                 progress = cli.ProgressLine(f"[{number}/{len(paths)}] {path.name}")
                 results.append(registry_run.run_with_progress(spec, loaded.model, batch, labels, target is not None,
-                                                              settings[spec.name], progress))
+                                                              settings[spec.name], progress, runtime.seed))
             image_dir, _ = export.result_folder(stage, export.safe_folder_name(path.stem), False, taken)
             goal = "untargeted" if target is None else f"targeted at {loaded.class_names[target]}"
             write_image(image_dir, f"{path.name}: {loaded.name}, {goal}", path, x, results, loaded, runtime, args.dpi)

@@ -17,6 +17,7 @@ import torch
 
 from gse_algo import quantize
 from gse_algo.attacks import AttackResult, AttackSpec, Value, iterate_attack
+from gse_algo.attacks import checked_settings  # noqa: F401 (gse-attack's checks: cli.py)
 from gse_algo.attacks.library import ModelCall
 from gse_algo.export import versions
 from gse_algo.models import LoadedModel
@@ -34,16 +35,6 @@ class ProgressShown(Protocol):
     def done(self) -> None: ...
 
 
-def checked_settings(spec: AttackSpec, overrides: Mapping[str, str], targeted: bool) -> dict[str, Value]:
-    """The attack's settings with --set applied, after the checks that need no model: the library is installed,
-    the attack supports the goal, every value is valid (ValueError otherwise)."""
-    why = spec.missing()
-    if why:
-        raise ValueError(why)
-    spec.check_goal(targeted)
-    return spec.settings(overrides)
-
-
 def baseline_panels(spec: AttackSpec, panels: list[str], figure: str, preset: str | None) -> list[str]:
     """The figure panels a baseline can draw: no lambda map (named explicitly: an error; in 'all' or 'default':
     left out); --preset is refused (it sets GSE's hyper-parameters)."""
@@ -55,8 +46,12 @@ def baseline_panels(spec: AttackSpec, panels: list[str], figure: str, preset: st
 
 
 def run_with_progress(spec: AttackSpec, model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor,
-                      targeted: bool, settings: Mapping[str, Value], progress: ProgressShown) -> AttackResult:
-    """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine)."""
+                      targeted: bool, settings: Mapping[str, Value], progress: ProgressShown,
+                      seed: int) -> AttackResult:
+    """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine). torch.manual_seed(seed)
+    comes first, so a random attack (VFGA, Pixle) gives the same result for the same image and seed whatever ran
+    before it: the images before it in gse-attack, the attacks before it in gse-compare."""
+    torch.manual_seed(seed)
     run = iterate_attack(spec.name, model, batch, labels, targeted, settings)
     for item in run:
         if isinstance(item, ModelCall):
@@ -76,7 +71,7 @@ def attack_image(spec: AttackSpec, settings: Mapping[str, Value], loaded: Loaded
     model, batch = loaded.model, x.unsqueeze(0)
     clean = predict(model, batch)[0]
     labels = torch.tensor([clean if target is None else target], device=x.device)
-    result = run_with_progress(spec, model, batch, labels, target is not None, settings, progress)
+    result = run_with_progress(spec, model, batch, labels, target is not None, settings, progress, runtime.seed)
     grids = {bits: quantize.finalize(model, batch, labels, target is not None, result.x_adv, bits)
              for bits in quantize.BITS} if quantized else {}
     record = baseline_record(loaded, image, spec, batch, target, result, runtime, grids)

@@ -27,7 +27,7 @@ _SPECS: tuple[AttackSpec, ...] = (gse.GSE, *adv_lib_attacks.SPECS, *torchattacks
 REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 
 __all__ = ["REGISTRY", "AttackMetrics", "AttackResult", "AttackRun", "AttackSpec", "Param", "attack_names",
-           "get_attack", "iterate_attack", "run_attack"]
+           "checked_settings", "get_attack", "iterate_attack", "run_attack"]
 
 
 def attack_names() -> list[str]:
@@ -41,6 +41,16 @@ def get_attack(name: str) -> AttackSpec:
     if key not in REGISTRY:
         raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(REGISTRY)}")
     return REGISTRY[key]
+
+
+def checked_settings(spec: AttackSpec, overrides: Mapping[str, Value] | None, targeted: bool) -> dict[str, Value]:
+    """The attack's settings with `overrides` applied, after the checks that need no model or images: the library
+    is installed, the attack supports the goal, every value is valid (ValueError otherwise)."""
+    why = spec.missing()
+    if why:
+        raise ValueError(why)
+    spec.check_goal(targeted)
+    return spec.settings(overrides)
 
 
 @dataclass(frozen=True)
@@ -100,11 +110,7 @@ def iterate_attack(name: str, model: torch.nn.Module, images: torch.Tensor, labe
     """Start the attack `name` on [0,1] images (labels: true classes, or targets if targeted); checks come first:
     an unknown name, a missing library, an unsupported goal or a bad setting raise ValueError before any work."""
     spec = get_attack(name)
-    why = spec.missing()
-    if why:
-        raise ValueError(why)
-    spec.check_goal(bool(targeted))
-    values = spec.settings(settings)
+    values = checked_settings(spec, settings, bool(targeted))
     check_inputs(images, labels, (0.0, 1.0))
     spec.check_run(images, values)
     if any(module.training for module in model.modules()):

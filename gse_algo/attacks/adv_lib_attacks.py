@@ -15,6 +15,7 @@ import torch
 
 from .base import AttackSpec, Param, Value
 from .library import library_run
+from .measure import goal_reached
 
 SOURCE = "adv_lib 0.2.8"
 REQUIRES = ("adv_lib", "visdom")
@@ -64,8 +65,7 @@ class _SmallestAdversarial(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = self.model(images)
         if images.shape == self.x.shape:
-            pred = out.detach().argmax(1)
-            fooled = pred == self.y if self.targeted else pred != self.y
+            fooled = goal_reached(out.detach().argmax(1), self.y, self.targeted)
             l0 = (images.detach() != self.x).flatten(1).sum(1)
             better = fooled & (l0 < self.best_l0)
             self.best_l0 = torch.where(better, l0, self.best_l0)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from gse_algo import explain, metrics
+from gse_algo import explain, metrics, quantize
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def measure(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     delta = (x_adv - images).detach()
     pred = predictions(model, x_adv)
     success = goal_reached(pred, labels, targeted).cpu().numpy()
-    eight_bit = goal_reached(predictions(model, torch.round(x_adv * 255) / 255), labels, targeted).cpu().numpy()
+    eight_bit = goal_reached(predictions(model, quantize.to_grid(x_adv, 8)), labels, targeted).cpu().numpy()
     acp, anc, l2 = metrics.acp(delta), metrics.anc(delta), metrics.l2(delta)
     channel_l0, linf = metrics.channel_l0(delta), metrics.linf(delta)
     d20 = metrics.d20(delta).cpu().numpy()

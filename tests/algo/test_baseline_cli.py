@@ -175,6 +175,28 @@ def test_compare_and_attack_give_the_same_numbers(tiny, image, tmp_path):
                                                                            round(m["l2"], 4))
 
 
+def test_a_random_attack_gives_one_result_per_image_and_seed(tiny, image, tmp_path):
+    """Pixle draws its patches at random: the same image and --seed give the same result alone, after another
+    image in gse-attack, and after another attack in gse-compare."""
+    second = tmp_path / "second.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(second)
+    common = ["--model", "tiny", "--seed", "5", "--figure", "none", "--attack", "pixle"]
+    assert _run(second, "--out", tmp_path / "alone", *common) == 0
+    assert _run(image, second, "--out", tmp_path / "after", *common) == 0
+    assert _compare(second, "--model", "tiny", "--seed", "5", "--out", tmp_path / "c", "--attacks", "sigma_zero,pixle",
+                    "--set", "sigma_zero.num_steps=5") == 0
+    results = []
+    for folder in (tmp_path / "alone" / "second", tmp_path / "after" / "second"):
+        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+            x, x_adv = npz["x"], npz["x_adv"]
+        assert not np.array_equal(x_adv, x)  # Pixle changed the image
+        results.append(x_adv)
+    with np.load(tmp_path / "c" / "comparison" / "second" / "arrays.npz", allow_pickle=False) as npz:
+        results.append(npz["x_adv_pixle"])
+    np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_array_equal(results[2], results[0])
+
+
 def test_an_existing_comparison_is_kept_unless_overwrite(tiny, image, tmp_path):
     out = tmp_path / "out"
     args = [image, "--model", "tiny", "--out", out, "--attacks", "sigma_zero", "--set", "sigma_zero.num_steps=5"]

@@ -158,6 +158,31 @@ def test_measure_matches_hand_counted_values():
     assert m.d20 == 1  # 4x4 image: one window as large as the image
 
 
+class FirstValue(torch.nn.Module):
+    """Two classes: class 1 wins exactly when the first value of the image exceeds 0.503 (off the 8-bit grid)."""
+
+    def forward(self, x):
+        score = x[:, 0, 0, 0] - 0.503
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+@pytest.mark.parametrize("targeted, labels", [(False, [0, 0]), (True, [1, 1])])
+def test_measure_reads_each_images_success_from_the_model(targeted, labels):
+    x = torch.full((2, 3, 12, 12), 0.25, dtype=torch.float64)
+    x_adv = x.clone()
+    x_adv[0, 0, 0, 0] = 0.505  # fools; on the 8-bit grid 129/255 = 0.50588 still does
+    x_adv[1, 0, 0, 0] = 0.5035  # fools; on the 8-bit grid 128/255 = 0.50196 no longer does
+    x_adv[1, 2, 11, 11] = 0.0  # a second cluster, in the one 8x8 window of the last corner
+    x_adv[1, 1, 6, 6] = 0.3  # a third, in all 5 x 5 windows of a 12 x 12 image
+    got = measure(FirstValue(), x, torch.tensor(labels), targeted, x_adv)
+    assert [(m.success, m.adv_class, m.fools_at_8bit) for m in got] == [(True, 1, True), (True, 1, False)]
+    assert [(m.acp, m.channel_l0, m.anc, m.d20) for m in got] == [(1, 1, 1, 1), (3, 3, 3, 25)]
+    assert got[1].linf == pytest.approx(0.2535) and got[1].l2 == pytest.approx(np.sqrt(0.2535**2 + 0.25**2 + 0.05**2))
+    x_adv[1, 0, 0, 0] = 0.5  # below the threshold: the second image no longer fools, the first still does
+    got = measure(FirstValue(), x, torch.tensor(labels), targeted, x_adv)
+    assert [(m.success, m.adv_class) for m in got] == [(True, 1), (False, 0)]
+
+
 def test_checks_come_before_any_work():
     model, x = SmoothNet().eval(), images()
     y = clean_labels(model, x)
