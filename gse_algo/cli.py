@@ -19,7 +19,7 @@ import torch
 
 from gse_algo import export, figures, images, models, quantize, registry_run
 from gse_algo.attack import check_logits, check_targets, iterate_gse
-from gse_algo.attacks import attack_names, get_attack
+from gse_algo.attacks import attack_names, checked_settings, get_attack
 from gse_algo.attacks.library import LibraryError
 from gse_algo.cam import CAM_METHODS, CAMError, cam_unsupported, compute_cam, resolve_layer
 from gse_algo.entry import interrupt_exit
@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = parse_settings(args.set)
     if spec.name != "gse":
         panels = registry_run.baseline_panels(spec, panels, args.figure, args.preset)
-        settings = registry_run.checked_settings(spec, settings, args.target is not None)
+        settings = checked_settings(spec, settings, args.target is not None)
     loaded, target = load_model_and_target(args, runtime)
     if spec.name == "gse":
         preset = resolve_preset(args.preset or AUTO, loaded.input_size)

@@ -17,7 +17,6 @@ import torch
 
 from gse_algo import quantize
 from gse_algo.attacks import AttackResult, AttackSpec, Value, iterate_attack
-from gse_algo.attacks import checked_settings  # noqa: F401 (gse-attack's checks: cli.py)
 from gse_algo.attacks.library import ModelCall
 from gse_algo.export import versions
 from gse_algo.models import LoadedModel
