@@ -47,11 +47,9 @@ def baseline_panels(spec: AttackSpec, panels: list[str], figure: str, preset: st
 def run_with_progress(spec: AttackSpec, model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor,
                       targeted: bool, settings: Mapping[str, Value], progress: ProgressShown,
                       seed: int) -> AttackResult:
-    """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine). torch.manual_seed(seed)
-    comes first, so a random attack (VFGA, Pixle) gives the same result for the same image and seed whatever ran
-    before it: the images before it in gse-attack, the attacks before it in gse-compare."""
-    torch.manual_seed(seed)
-    run = iterate_attack(spec.name, model, batch, labels, targeted, settings)
+    """Run the attack to the end, showing its progress on `progress` (cli.ProgressLine); seeded by iterate_attack,
+    so the images before it in gse-attack and the attacks before it in gse-compare do not change its result."""
+    run = iterate_attack(spec.name, model, batch, labels, targeted, settings, seed=seed)
     for item in run:
         if isinstance(item, ModelCall):
             progress.show(lambda: f"{spec.title}, {item.n_forward} forward / {item.n_backward} backward passes")

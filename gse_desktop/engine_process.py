@@ -247,7 +247,8 @@ class Engine:
             check_targets(torch.tensor([clean.top]), torch.tensor([label]))
         attack = get_attack(spec.attack)
         labels = torch.tensor([label], device=x.device)
-        run = iterate_attack(attack.name, loaded.model, x, labels, targeted, registry_settings(spec), trace=True)
+        run = iterate_attack(attack.name, loaded.model, x, labels, targeted, registry_settings(spec), trace=True,
+                             seed=spec.seed)  # seeded after the model's loading, which may draw numbers
         gse = attack.name == GSE
         params = gse_params(run.settings, targeted, info.input_size) if gse else None
         preset = resolve_preset(spec.preset, info.input_size) if gse and spec.preset else None

@@ -106,15 +106,19 @@ class AttackRun:
 
 def iterate_attack(name: str, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    targeted: bool = False, settings: Mapping[str, Value] | None = None, *,
-                   trace: bool = False) -> AttackRun:
+                   trace: bool = False, seed: int | None = None) -> AttackRun:
     """Start the attack `name` on [0,1] images (labels: true classes, or targets if targeted); checks come first:
-    an unknown name, a missing library, an unsupported goal or a bad setting raise ValueError before any work."""
+    an unknown name, a missing library, an unsupported goal or a bad setting raise ValueError before any work.
+    With a seed, torch.manual_seed(seed) comes after the checks, so a random attack (VFGA, Pixle) gives the same
+    result for the same images and seed whatever drew random numbers before it (loading a model, other runs)."""
     spec = get_attack(name)
     values = checked_settings(spec, settings, bool(targeted))
     check_inputs(images, labels, (0.0, 1.0))
     spec.check_run(images, values)
     if any(module.training for module in model.modules()):
         raise ValueError("the model must be in eval mode (BatchNorm/Dropout would couple the images)")
+    if seed is not None:
+        torch.manual_seed(seed)
     return AttackRun(spec, model, images.detach(), labels.to(images.device).long(), bool(targeted), values, trace)
 
 

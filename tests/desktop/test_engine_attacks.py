@@ -123,3 +123,19 @@ def test_live_frames_thin_out_as_a_run_goes_on():
     assert taken == expected
     assert frames.from_call(ModelCall(400, 0, torch.zeros(2, 3, 4, 4))) is None  # not the images' shape
     assert frames.from_call(ModelCall(401, 0, x), force=True) is not None  # a paused run shows where it is
+
+
+def test_a_random_attack_repeats_with_its_seed_whether_the_model_was_loaded_or_cached(image_file):
+    pytest.importorskip("torchattacks")
+    spec = RunSpec(image_file, "tiny", attack="pixle", settings={"restarts": 3, "max_iterations": 5}, seed=7)
+    events = Events()
+    # the second run starts once the engine is idle again: the model is cached by then (loading it drew numbers)
+    Engine(Script(events, ("run", 1, spec), [(NEVER - 1, ("run", 2, spec))]), events, loader).serve()
+    assert not [e for e in events if e[0] == "failed"]
+    first, second = (payload[0].x_adv for kind, _, payload in events if kind == "finished")
+    assert np.abs(first - x_clean(image_file)).sum() > 0  # Pixle moved pixels
+    np.testing.assert_array_equal(first, second)
+
+
+def x_clean(image_file):
+    return quantize.to_grid(images.load_image(image_file, (16, 16))[None], 8).numpy()
