@@ -1,7 +1,9 @@
 """Picking an attack, the run list and sessions of several runs, end to end on the tiny model (offscreen): a
 stand-in library attack (fake_attack, registered in the tests' engine process) runs through the real engine."""
 
+import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from gse_algo.attacks.base import AttackSpec, Param
 from gse_desktop.engine_attacks import attack_info
 from gse_desktop.panels.controls import ControlsPanel
 from gse_desktop.records import GSE_INFO
+from gse_desktop.session import SessionError, load_session
+from test_compare_view import compared_window, measured
 
 
 def spec_with_every_kind():
@@ -195,3 +199,28 @@ def test_a_session_keeps_every_run(qtbot, engine, tmp_path, image_file):
     assert again.views.lambda_text.isVisible()
     again.run_list.select([a.runs[1].key])
     assert a.shown.description.params == b.runs[1].description.params
+
+
+def test_a_session_keeps_the_comparison(qtbot, tmp_path):
+    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1.0, 10), measured(True, 2, 0.5, 2.0, 20))
+    window.compare_view.swap()  # B, "second", is now A
+    path = tmp_path / "pair.gses"
+    assert window.files.save_session(path), window.messages
+    again = make_window(qtbot, RecordingEngine(), tmp_path / "other.ini")
+    assert again.files.open_session(path), again.messages
+    s = again.state
+    assert [s.kept(key).name for key in s.compared] == ["second", "first"]
+    assert again.central.currentWidget() is again.compare_view and "A: second" in again.compare_view.title.text()
+    s.compare(None)
+    assert again.files.save_session(path) and again.files.open_session(path) and s.compared is None
+    assert again.central.currentWidget() is again.view_area
+    for pair in ([0, 0], [0, 2], [0], "01"):  # not two different runs of the session
+        damaged = tmp_path / "damaged.gses"
+        with zipfile.ZipFile(path) as zf, zipfile.ZipFile(damaged, "w") as out:
+            for member in zf.namelist():
+                data = zf.read(member)
+                if member == "session.json":
+                    data = json.dumps({**json.loads(data), "compared": pair}).encode()
+                out.writestr(member, data)
+        with pytest.raises(SessionError, match="the runs compared"):
+            load_session(damaged)
