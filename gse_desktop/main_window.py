@@ -474,6 +474,8 @@ class MainWindow(QMainWindow):
 
     def show_comparison(self, on: bool) -> None:
         """The comparison (when two runs are compared) or the shown run's views, in the central area."""
+        if on and self.state.compared is None:
+            self.message.setText("nothing to compare: select two runs in the Runs panel (Ctrl+click)")
         self.central.setCurrentWidget(self.compare_view if on and self.state.compared else self.view_area)
 
     # -- drawing -------------------------------------------------------------------------------------------------
