@@ -5,6 +5,8 @@ value marked (gse_desktop.run_rows, gse_algo.compare.better). It reads the state
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -166,8 +168,9 @@ class CompareView(QWidget):
             return
         a, b = pair
         defaults = registry_defaults(self.state.attacks)
-        self.title.setText("<br>".join(f"<b>{side}: {k.name}</b> ({key_parameters(k.description, defaults)})"
-                                           for side, k in (("A", a), ("B", b))))
+        self.title.setText("<br>".join(f"<b>{side}: {html.escape(k.name)}</b> "
+                                       f"({html.escape(key_parameters(k.description, defaults))})"
+                                       for side, k in (("A", a), ("B", b))))
         self._fill_table(a, b)
         x = a.description.image
         if b.description.image.shape != x.shape:
@@ -183,11 +186,13 @@ class CompareView(QWidget):
         self.union = masks[0] | masks[1]
         self.images.show_pair(x, (delta_a, delta_b), codes)
         counts = {code: int((codes == code).sum()) for code in (ONLY_A, ONLY_B, BOTH)}
-        swatches = " &nbsp; ".join(f"<span style='color:{OVERLAY_COLOURS[c]}'>■</span> {OVERLAY_LABELS[c]} "
-                                   f"({counts[c]} px)" for c in (ONLY_A, ONLY_B, BOTH))
+        # a line breaks between the entries, never inside one ("(61" / "px)")
+        swatches = " &nbsp; ".join(f"<span style='color:{OVERLAY_COLOURS[c]}'>■</span>&nbsp;"
+                                   + f"{OVERLAY_LABELS[c]} ({counts[c]} px)".replace(" ", "&nbsp;")
+                                   for c in (ONLY_A, ONLY_B, BOTH))
         iou = "–" if np.isnan(self.iou) else f"{self.iou:.3f}"
         if len(self.images.rings.data):
-            swatches += " &nbsp; ○ ring: a cluster too small to see"
+            swatches += " &nbsp; ○&nbsp;ring: a cluster too small to see"
         self.legend.setText(f"{swatches}<br>support IoU = <b>{iou}</b> (pixels in both / pixels in either)<br>"
                             "perturbations: red +, blue −, each at its own scale (in its title), colour ~ sqrt")
 

@@ -170,7 +170,10 @@ class FileActions(QObject):
         runs = [SavedRun(k.history, self.info(k), self._cam_array(k),
                          None if np.array_equal(k.description.image, image) else k.description.image, dict(k.files))
                 for k in kept]
-        session = Session(image, s.image.source_png, runs, kept.index(s.shown) if s.shown in kept else len(kept) - 1)
+        index = {k.key: i for i, k in enumerate(kept)}
+        compared = None if s.compared is None else tuple(index.get(key) for key in s.compared)
+        session = Session(image, s.image.source_png, runs, kept.index(s.shown) if s.shown in kept else len(kept) - 1,
+                          compared if compared is not None and None not in compared else None)
 
         def saved(text: str) -> bool:
             self.state.mark_saved(str(path))
@@ -194,9 +197,10 @@ class FileActions(QObject):
             except (KeyError, TypeError, ValueError, IndexError) as error:
                 return self._fail(f"{name}: damaged session file ({error})")
             info, shown = session.info, runs[session.shown]
+            compared = None if session.compared is None else tuple(runs[i].key for i in session.compared)
             self.window.controls.show_run(shown.description)
             self.state.show_session(image, runs, shown, str(path),
-                                    tuple(info["shown"]) if isinstance(info.get("shown"), list) else None)
+                                    tuple(info["shown"]) if isinstance(info.get("shown"), list) else None, compared)
             return self._done(f"session {name}: {info['image_name']}, {len(runs)} run{'s' if len(runs) > 1 else ''}, "
                               f"{info['model_name']}, {len(session.history)} frames shown")
 

@@ -130,7 +130,7 @@ class MainWindow(QMainWindow):
         self.compare_view.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setCentralWidget(self.central)
         self.timeline.install_shortcuts(self.view_area)
-        self.message = QLabel("starting the engine …")
+        self.message = QLabel("starting the engine …", textFormat=Qt.TextFormat.PlainText)  # names are the user's
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
         self.progress.setToolTip("Share of the iteration budget (search steps x iterations) done; a step that "
                                  "stops early skips the rest of its iterations")
@@ -474,6 +474,8 @@ class MainWindow(QMainWindow):
 
     def show_comparison(self, on: bool) -> None:
         """The comparison (when two runs are compared) or the shown run's views, in the central area."""
+        if on and self.state.compared is None:
+            self.message.setText("nothing to compare: select two runs in the Runs panel (Ctrl+click)")
         self.central.setCurrentWidget(self.compare_view if on and self.state.compared else self.view_area)
 
     # -- drawing -------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ atomically.
 
 Qt-free: it reads and writes RunHistory objects, the engine's result records and plain dicts. Members:
 - session.json: FORMAT, VERSION, `runs` (per run: what was run, the `info` dict below, and the result's scalar
-  fields) and `shown` (the run on screen);
+  fields), `shown` (the run on screen) and `compared` (the two runs compared, A first, when a pair was);
 - arrays.npz: the model input image the views show (`image`) and per run i, prefixed "r{i}_": the trace
   (`RunHistory.to_arrays`, "trace_"), the result's arrays ("result_" / "steps_" for the per-search-step records),
   the CAM shown ("cam"), the integers of the finalized 8- and 16-bit files ("file_8bit" uint8, "file_16bit"
@@ -99,12 +99,13 @@ class SavedRun:
 @dataclass
 class Session:
     """The runs of one image. `image` is the float32 [H,W,3] model input the views show; `source_png` the opened
-    file; `runs[shown]` is the run on screen."""
+    file; `runs[shown]` is the run on screen; `compared` the indices of the two runs compared (A, B), if any."""
 
     image: np.ndarray
     source_png: bytes
     runs: list[SavedRun]
     shown: int = 0
+    compared: tuple[int, int] | None = None
 
     @property
     def history(self) -> RunHistory:
@@ -129,6 +130,8 @@ def save_session(path: str | os.PathLike, session: Session, progress: Progress |
     report = progress or (lambda _: None)
     if not 1 <= len(session.runs) <= MAX_KEPT_RUNS or not 0 <= session.shown < len(session.runs):
         raise ValueError(f"a session holds 1 to {MAX_KEPT_RUNS} runs, one of them shown")
+    if session.compared is not None and not _pair(list(session.compared), len(session.runs)):
+        raise ValueError("the runs compared are not two of the session's runs")
     arrays = {"image": np.asarray(session.image, np.float32)}
     runs = []
     for i, run in enumerate(session.runs):
@@ -146,7 +149,8 @@ def save_session(path: str | os.PathLike, session: Session, progress: Progress |
         runs.append({"info": run.info,
                      "result": None if result is None else {name: getattr(result, name) for name in _RESULT_SCALARS}})
     meta = {"format": FORMAT, "version": VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": dict(session.info.get("versions") or {}), "runs": runs, "shown": session.shown}
+            "versions": dict(session.info.get("versions") or {}), "runs": runs, "shown": session.shown,
+            **({} if session.compared is None else {"compared": list(session.compared)})}
     packed = npz_bytes(arrays)
     report(0.9)
     buffer = io.BytesIO()
@@ -230,6 +234,14 @@ def _check_meta(path: Path, meta: object) -> None:
     shown = meta.get("shown", 0)
     if not (_integer(shown) and 0 <= shown < len(runs)):
         raise SessionError(f"{path.name}: damaged session file (the run shown is not one of its runs)")
+    if "compared" in meta and not _pair(meta["compared"], len(runs)):
+        raise SessionError(f"{path.name}: damaged session file (the runs compared are not two of its runs)")
+
+
+def _pair(value: object, n_runs: int) -> bool:
+    """Two different run indices of a session with n_runs runs."""
+    return (isinstance(value, list) and len(value) == 2 and all(_integer(v) and 0 <= v < n_runs for v in value)
+            and value[0] != value[1])
 
 
 def _saved_runs(meta: dict) -> object:
@@ -257,7 +269,9 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], source_png: bytes, progres
                              lambda f, i=i: progress((i + f) / len(saved_runs))))
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise ValueError(f"run {i + 1}: {error}") from None
-    return Session(image, source_png, runs, int(meta.get("shown", 0)))
+    compared = meta.get("compared")
+    return Session(image, source_png, runs, int(meta.get("shown", 0)),
+                   None if compared is None else (int(compared[0]), int(compared[1])))
 
 
 def _run(saved: dict, arrays: dict[str, np.ndarray], shared: np.ndarray, progress: Progress) -> SavedRun:

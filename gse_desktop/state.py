@@ -182,16 +182,18 @@ class AppState:
         return KeptRun(next(self._keys), **parts)
 
     def show_session(self, image: OpenedImage, runs: list[KeptRun], shown: KeptRun, path: str,
-                     cursor: tuple[int, int] | None) -> None:
+                     cursor: tuple[int, int] | None, compared: tuple[int, int] | None = None) -> None:
         """Switch to a reopened session's runs in one step (it was read and checked completely before); `shown`
-        (one of `runs`) is on screen at `cursor`."""
+        (one of `runs`) is on screen at `cursor`, and the keys `compared` (two of `runs`, A first) are compared."""
         if self.active:
             self.stop()
         self._clear_run()
         self._opening = None  # an image asked for before (at start-up, say) no longer replaces the session
         self.image, self.session_path, self.unsaved = image, path, False
+        self.compared = compared
         self._set_runs(runs)
         self._show(shown, cursor, f"session {path}")
+        self.events.emit("compare")  # after the shown run's views: a compared pair comes on screen
 
     def show_kept(self, key: int) -> None:
         """Show one of the kept runs (not while a run is active: its frames go to the run on screen)."""

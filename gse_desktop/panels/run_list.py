@@ -14,6 +14,7 @@ from gse_desktop.run_rows import LIST_COLUMNS, list_cell, registry_defaults
 from gse_desktop.state import ACTIVE, AppState
 
 KEY = Qt.ItemDataRole.UserRole  # a row's run key, on its first cell
+NAME_WIDTH = 200  # px at most for the names (a long one is elided, whole in its tooltip): the parameters need room
 
 
 class RunList(QWidget):
@@ -64,6 +65,9 @@ class RunList(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # the key parameters take the rest
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.table.resizeColumnToContents(0)
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), NAME_WIDTH))
 
     def _status(self) -> None:
         """A run started or ended: the list only shows while one is going (other status changes cost nothing)."""
@@ -74,6 +78,8 @@ class RunList(QWidget):
     def refresh(self) -> None:
         s = self.state
         defaults = registry_defaults(s.attacks)
+        listed = set(self._keys())
+        selected = self.selected_keys()
         self._filling = True
         # cells are set with the columns' sizes fixed, then sized once (Qt measures every row for each cell set)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -95,15 +101,32 @@ class RunList(QWidget):
                 item.setFont(bold if kept is s.shown else QFont())
                 if col == 0:
                     item.setData(KEY, kept.key)
-                    item.setToolTip("shown" if kept is s.shown else "")
+                    item.setToolTip(f"{kept.name} (shown)" if kept is s.shown else kept.name)
         self._size_columns()
+        self.select(self._selection_after(listed, selected))
         self._filling = False
         active = self._active = s.status in ACTIVE
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection if active
                                     else QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.note.setText("a run is going: stop it to show another one" if active
-                          else f"{len(s.runs)} run{'s' if len(s.runs) != 1 else ''} of this image")
         self._buttons()
+
+    def _selection_after(self, listed: set[int], selected: list[int]) -> list[int]:
+        """The runs selected once the list has changed (rows are selected by run, not by position): a new list (an
+        image or a session opened) selects the pair compared, else the run shown; a run that has just joined the
+        list (it ended) is selected alone; otherwise the selected runs that are still listed stay selected (the run
+        shown when none is)."""
+        s, keys = self.state, self._keys()
+        shown = [s.shown.key] if s.shown.key in keys else []
+        if not listed & set(keys):
+            return list(s.compared) if s.compared is not None else shown
+        if shown and shown[0] not in listed:
+            return shown
+        return [k for k in selected if k in keys] or shown
+
+    def _keys(self) -> list[int]:
+        """The listed runs' keys, row by row."""
+        return [self.table.item(r, 0).data(KEY) for r in range(self.table.rowCount())
+                if self.table.item(r, 0) is not None]
 
     def _buttons(self) -> None:
         keys = self.selected_keys()
@@ -111,6 +134,15 @@ class RunList(QWidget):
         self.rename_button.setEnabled(idle and len(keys) == 1)
         self.remove_button.setEnabled(idle and bool(keys))
         self.compare_button.setEnabled(idle and len(keys) == 2)
+        self.note.setText(self._note(len(keys)))
+
+    def _note(self, selected: int) -> str:
+        n = len(self.state.runs)
+        if self.state.status in ACTIVE:
+            return "a run is going: stop it to show another one"
+        if selected > 2:
+            return f"{selected} selected: Ctrl+click to keep two, to compare them"
+        return f"{n} run{'s' if n != 1 else ''} of this image"
 
     def selected_keys(self) -> list[int]:
         """The selected runs' keys, in the order they were picked."""
@@ -120,15 +152,17 @@ class RunList(QWidget):
 
     # -- user actions --------------------------------------------------------------------------------------------
     def select(self, keys: list[int]) -> None:
-        """Select these runs (in this order), as clicks would."""
+        """Select these runs (in this order), as clicks would; the first is scrolled into view."""
         self.table.clearSelection()
         self._order = []
-        rows = {self.table.item(r, 0).data(KEY): r for r in range(self.table.rowCount())}
+        rows = {key: r for r, key in enumerate(self._keys())}
         for key in keys:
             self._order.append(key)
             self.table.selectionModel().select(self.table.model().index(rows[key], 0),
                                                self.table.selectionModel().SelectionFlag.Select
                                                | self.table.selectionModel().SelectionFlag.Rows)
+        if keys:
+            self.table.scrollToItem(self.table.item(rows[keys[0]], 0))
 
     def _selected(self) -> None:
         keys = self.selected_keys()

@@ -27,13 +27,16 @@ def setup_table(table: QTableWidget, columns: list[str]) -> None:
 @contextmanager
 def filling(table: QTableWidget) -> Iterator[None]:
     """Set many cells at once: the columns are sized to their contents once, at the end (with ResizeToContents
-    on, Qt measures every row again for each cell set: ~1 ms a cell for a table of 100 rows)."""
+    on, Qt measures every row again for each cell set: ~1 ms a cell for a table of 100 rows). Each column gets its
+    own mode back (a stretched one stays stretched)."""
     header = table.horizontalHeader()
+    modes = [header.sectionResizeMode(column) for column in range(header.count())]
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     try:
         yield
     finally:
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        for column, mode in enumerate(modes):
+            header.setSectionResizeMode(column, mode)
 
 
 def fill_row(table: QTableWidget, row: int, values: list[str], bold: bool = False,

@@ -4,7 +4,7 @@ value marked per metric, and square pixels with linked zoom in every comparison 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt
 
 from conftest import RecordingEngine, make_window
 from gse_algo.params import GSEParams
@@ -75,7 +75,9 @@ def test_the_overlay_has_three_colours_and_the_iou_counts_pixels(qtbot, tmp_path
     np.testing.assert_allclose(picture, expected, atol=1e-6)
     assert view.iou == pytest.approx(1 / 4)  # both: 1 pixel; either: 4
     legend = view.legend.text()
-    assert "only A (2 px)" in legend and "only B (1 px)" in legend and "both (1 px)" in legend and "0.250" in legend
+    for entry in ("only A (2 px)", "only B (1 px)", "both (1 px)"):  # a line never breaks inside an entry
+        assert entry.replace(" ", "&nbsp;") in legend
+    assert "0.250" in legend
     for side, pixels in (("a", A_PIXELS), ("b", B_PIXELS)):
         adversarial = view.images.items[f"adv_{side}"].image
         changed = {tuple(p) for p in np.argwhere(np.abs(adversarial - GREY).sum(axis=2) > 1e-6)}
@@ -169,3 +171,31 @@ def test_clusters_too_small_to_see_get_a_ring_in_their_colour(qtbot):
     assert images.rings.opts["size"] == pytest.approx(2 * side / 45) and all(r["size"] == -1 for r in ring)  # -1: that size
     images.show_pair(x[:32, :32], (zero[:, :32, :32], zero[:, :32, :32]), codes[:32, :32])
     assert len(images.rings.data) == 0  # a 32 px image: its pixels show well enough
+
+
+def test_names_are_shown_as_typed(qtbot, tmp_path):
+    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1.0, 10), measured(True, 2, 0.5, 2.0, 20))
+    a = window.state.compared[0]
+    window.state.rename_run(a, "<b>x</b> & y")
+    assert "A: &lt;b&gt;x&lt;/b&gt; &amp; y" in window.compare_view.title.text()  # not bold "x": the typed text
+    window.state.show_kept(window.state.compared[1])
+    window.state.show_kept(a)
+    assert "<b>x</b> & y" in window.message.text() and window.message.textFormat() == Qt.TextFormat.PlainText
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_the_metrics_table_fills_its_column_and_nothing_is_cut(qtbot, tmp_path, size):
+    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1234.5, 10), measured(True, 2, 0.5, 2.0, 20))
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    settle()
+    table = window.compare_view.table
+    header = table.horizontalHeader()
+    assert header.length() == table.viewport().width()  # the metric column takes what A and B leave, no strip
+    for column in range(table.columnCount()):  # no cell cut: each column as wide as its widest text
+        assert header.sectionSize(column) >= table.sizeHintForColumn(column), column
+    assert table.verticalScrollBar().maximum() == 0  # every metric visible without scrolling
+    window.compare_view.swap()  # a refill keeps the layout
+    settle()
+    assert header.length() == table.viewport().width()

@@ -1,7 +1,9 @@
 """Picking an attack, the run list and sessions of several runs, end to end on the tiny model (offscreen): a
 stand-in library attack (fake_attack, registered in the tests' engine process) runs through the real engine."""
 
+import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,7 +14,11 @@ from fake_attack import FAKE
 from gse_algo.attacks.base import AttackSpec, Param
 from gse_desktop.engine_attacks import attack_info
 from gse_desktop.panels.controls import ControlsPanel
+from gse_desktop.panels.run_list import NAME_WIDTH
 from gse_desktop.records import GSE_INFO
+from gse_desktop.session import SessionError, load_session
+from test_compare_view import compared_window, measured
+from test_geometry import settle
 
 
 def spec_with_every_kind():
@@ -195,3 +201,73 @@ def test_a_session_keeps_every_run(qtbot, engine, tmp_path, image_file):
     assert again.views.lambda_text.isVisible()
     again.run_list.select([a.runs[1].key])
     assert a.shown.description.params == b.runs[1].description.params
+
+
+def test_a_session_keeps_the_comparison(qtbot, tmp_path):
+    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1.0, 10), measured(True, 2, 0.5, 2.0, 20))
+    window.compare_view.swap()  # B, "second", is now A
+    path = tmp_path / "pair.gses"
+    assert window.files.save_session(path), window.messages
+    again = make_window(qtbot, RecordingEngine(), tmp_path / "other.ini")
+    assert again.files.open_session(path), again.messages
+    s = again.state
+    assert [s.kept(key).name for key in s.compared] == ["second", "first"]
+    assert again.central.currentWidget() is again.compare_view and "A: second" in again.compare_view.title.text()
+    assert again.run_list.selected_keys() == list(s.compared)  # the list shows what is compared
+    s.compare(None)
+    assert again.files.save_session(path) and again.files.open_session(path) and s.compared is None
+    assert again.central.currentWidget() is again.view_area and again.run_list.selected_keys() == [s.shown.key]
+    for pair in ([0, 0], [0, 2], [0], "01"):  # not two different runs of the session
+        damaged = tmp_path / "damaged.gses"
+        with zipfile.ZipFile(path) as zf, zipfile.ZipFile(damaged, "w") as out:
+            for member in zf.namelist():
+                data = zf.read(member)
+                if member == "session.json":
+                    data = json.dumps({**json.loads(data), "compared": pair}).encode()
+                out.writestr(member, data)
+        with pytest.raises(SessionError, match="the runs compared"):
+            load_session(damaged)
+
+
+def test_a_long_name_leaves_the_parameters_their_room(qtbot, tmp_path):
+    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1.0, 10), measured(True, 2, 0.5, 2.0, 20))
+    window.resize(1280, 720)
+    window.docks.arrange()
+    window.show()
+    window.docks["runs"].raise_()
+    qtbot.waitExposed(window)
+    window.state.rename_run(window.state.runs[0].key, "a very long name " * 5)
+    settle()
+    table, header = window.run_list.table, window.run_list.table.horizontalHeader()
+    name = window.state.runs[0].name  # 80 characters
+    assert header.sectionSize(0) <= NAME_WIDTH and table.item(0, 0).toolTip().startswith(name)
+    assert header.length() <= table.viewport().width()  # no horizontal scrolling
+    for column in range(1, table.columnCount()):  # every other column and its title whole
+        needed = max(table.sizeHintForColumn(column), header.sectionSizeHint(column))
+        assert header.sectionSize(column) >= needed, table.horizontalHeaderItem(column).text()
+
+
+def test_the_selection_follows_the_runs(qtbot, engine, tmp_path, image_file):
+    window = fake_window(qtbot, engine, tmp_path, image_file)
+    s, runs = window.state, window.run_list
+    run_fake(qtbot, window)
+    small_gse(window)
+    run_to_end(qtbot, window)
+    fake, gse = s.runs
+    assert runs.selected_keys() == [gse.key]  # the run that just ended
+    runs.select([fake.key, gse.key])
+    assert window.central.currentWidget() is window.compare_view
+    run_fake(qtbot, window)  # run while the comparison is shown: its views come, then it is selected alone
+    third = s.runs[-1]
+    assert runs.selected_keys() == [third.key] and s.shown is third and s.compared == (fake.key, gse.key)
+    assert window.central.currentWidget() is window.view_area
+    runs.select([fake.key, gse.key, third.key])
+    assert "3 selected" in runs.note.text() and not runs.compare_button.isEnabled()
+    s.rename_run(gse.key, "renamed")  # the same runs stay selected
+    assert runs.selected_keys() == [fake.key, gse.key, third.key]
+    runs.select([third.key])
+    runs.remove_button.click()  # the one shown goes: the newest left is shown and selected
+    assert s.shown is gse and runs.selected_keys() == [gse.key] and "2 runs" in runs.note.text()
+    s.compare(None)
+    window.show_comparison(True)  # key C with nothing compared says why nothing happens
+    assert "select two runs" in window.message.text() and window.central.currentWidget() is window.view_area
