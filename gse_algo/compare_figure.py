@@ -1,10 +1,11 @@
 """The comparison figure of several attacks on one image (Qt-free matplotlib; gse-compare and the app's export).
 
-One row per run: its adversarial image and its signed perturbation (one colour scale for every row, so sizes
-compare); beside them the clean image and the supports of the first two runs overlaid (only A / only B / both, in
-gse_algo.compare's colours, with their IoU; on images of 64 px or more, rings around
-clusters too small to see at print size); below, a table of every metric with the best value of each column
-marked by gse_algo.compare.better. Takes plain NumPy arrays and metrics, never tensors, so it needs no torch.
+One row per run: its adversarial image and its signed perturbation (each row at its own colour scale, its bound in
+the row's title, as in the app: amplitudes differ by orders of magnitude between attacks); beside them the clean
+image and the supports of the first two runs overlaid (only A / only B / both, in gse_algo.compare's colours, with
+their IoU; on images of 64 px or more, rings around clusters too small to see at print size); below, a table of
+every metric with the best value of each column marked by gse_algo.compare.better. Takes plain NumPy arrays and
+metrics, never tensors, so it needs no torch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 COLUMNS = (("success", "fooled"), ("acp", "ACP"), ("channel_l0", "L0 (CxHxW)"), ("anc", "ANC"), ("d20", "d2,0"),
            ("l2", "l2"), ("linf", "linf"), ("fools_at_8bit", "8-bit"), ("time_s", "time"), ("n_forward", "fwd"),
            ("n_backward", "bwd"))
+LABEL_CHARS = 20  # a run's label is cut to this many characters (names may have 80)
+PAIR_CHARS = 26  # the two labels' characters that fit in the overlay's title
+TITLE_CHARS = 95  # the title's characters on one line of the figure's width
 LABEL_CHAR = 0.0075  # the width of one character of the table's 7.5 pt font, as a share of the figure's width
 MARK = "#c7e9c0"  # the background of a best cell (light green; the text is bold too)
 
@@ -42,6 +47,11 @@ class ComparedRun(NamedTuple):
     time_s: float
     n_forward: int | None = None
     n_backward: int | None = None
+
+
+def short_label(text: str, limit: int = LABEL_CHARS) -> str:
+    """The text as the figure shows it: at most `limit` characters, '…' where it was cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _metric(run: ComparedRun, name: str) -> object:
@@ -86,6 +96,7 @@ def comparison_figure(x: np.ndarray, runs: Sequence[ComparedRun | tuple], *,
     on the clean image x ([C,H,W] or [H,W,C] in [0,1]); class_names label the adversarial classes. Save it with
     gse_algo.figures.save_figure (PNG/SVG/PDF)."""
     runs = [r if isinstance(r, ComparedRun) else ComparedRun(*r) for r in runs]
+    runs = [r._replace(label=short_label(r.label)) for r in runs]  # a long name would break the layout
     if not runs:
         raise ValueError("a comparison needs at least one run")
     clean = hwc(x)
@@ -99,8 +110,7 @@ def comparison_figure(x: np.ndarray, runs: Sequence[ComparedRun | tuple], *,
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(n + 1, 3, height_ratios=[panel_inches + 0.45] * n + [table_inches])
     signed = [signed_perturbation(d) for d in deltas]
-    norm = perturbation_norm(colours.perturbation_levels(np.concatenate([np.ravel(s) for s in signed]))[1])
-    shown, pert_ax = None, None
+    pert_ax = None
     for row, (run, s) in enumerate(zip(runs, signed)):
         adv_ax, pert_ax = fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1])
         adv_ax.imshow(np.clip(hwc(run.x_adv), 0, 1), interpolation="nearest")
@@ -109,20 +119,23 @@ def comparison_figure(x: np.ndarray, runs: Sequence[ComparedRun | tuple], *,
         fooled = "fooled" if _metric(run, "success") else "not fooled"
         adv_ax.set_title(f"{name} ({fooled})", fontsize=8.5)
         adv_ax.set_ylabel(run.label, fontsize=10)
-        shown = pert_ax.imshow(s, cmap=PERTURBATION_CMAP, norm=norm, interpolation="nearest")
-        pert_ax.set_title(f"perturbation: ACP {_metric(run, 'acp')}, l2 {float(_metric(run, 'l2')):.3g}",
+        # each row at its own scale, as in the app: attacks' amplitudes differ by orders of magnitude
+        bound = colours.perturbation_levels(s)[1]
+        pert_ax.imshow(s, cmap=PERTURBATION_CMAP, norm=perturbation_norm(bound), interpolation="nearest")
+        pert_ax.set_title(f"δ, ±{bound:g}: ACP {_metric(run, 'acp')}, l2 {float(_metric(run, 'l2')):.3g}",
                           fontsize=8.5)
         for ax in (adv_ax, pert_ax):
             ax.set_xticks([])
             ax.set_yticks([])
-    bar = fig.colorbar(shown, ax=pert_ax, location="bottom", shrink=0.9, aspect=25)
+    shares = ScalarMappable(norm=perturbation_norm(1.0), cmap=PERTURBATION_CMAP)
+    bar = fig.colorbar(shares, ax=pert_ax, location="bottom", shrink=0.9, aspect=25)
     bar.ax.tick_params(labelsize=7)
     perturbation_ticks(bar)
-    bar.set_label("strongest channel's change, one scale for every row", fontsize=7)
+    bar.set_label("strongest channel's change, as a share of its row's ±bound (in the row's title)", fontsize=7)
     _draw_side(fig, grid, clean, runs, deltas)
     _draw_table(fig.add_subplot(grid[n, :]), runs)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(short_label(title, TITLE_CHARS), fontsize=10)
     return fig
 
 
@@ -141,7 +154,8 @@ def _draw_side(fig: Figure, grid, clean: np.ndarray, runs: list[ComparedRun], de
     ax.imshow(compare.overlay_picture(clean, codes), interpolation="nearest")
     iou = compare.support_iou(*masks)
     a, b = runs[0].label, runs[1].label
-    ax.set_title(f"supports: {a} vs {b}\nIoU = {'–' if math.isnan(iou) else f'{iou:.2f}'}", fontsize=8.5)
+    pair = f"{a} vs {b}" if len(a) + len(b) <= PAIR_CHARS else "rows 1 and 2"  # the legend names them too
+    ax.set_title(f"supports: {pair}\nIoU = {'–' if math.isnan(iou) else f'{iou:.2f}'}", fontsize=8.5)
     ax.set_xticks([])
     ax.set_yticks([])
     names = {compare.ONLY_A: f"only {a}", compare.ONLY_B: f"only {b}", compare.BOTH: "both"}

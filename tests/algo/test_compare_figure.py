@@ -74,6 +74,30 @@ def test_small_images_get_no_rings(x):
     assert len(legend) == 3
 
 
+def test_each_perturbation_has_its_own_scale_and_says_it(x):
+    small, large = x.copy(), x.copy()
+    small[0, 1, 1], large[0, 2, 2] = 0.04, 0.9  # the same pixel count, amplitudes 20x apart
+    fig = comparison_figure(x, [ComparedRun("A", small, {**METRICS, "acp": 1}, 1.0),
+                                ComparedRun("B", large, {**METRICS, "acp": 1}, 1.0)])
+    panels = {ax.get_title().split(":")[0]: ax for ax in fig.axes if ax.get_title().startswith("δ")}
+    assert set(panels) == {"δ, ±0.05", "δ, ±1"}  # colours.nice_bound of 0.04 and 0.9
+    for title, bound in (("δ, ±0.05", 0.05), ("δ, ±1", 1.0)):
+        norm = panels[title].images[0].norm
+        assert (norm.vmin, norm.vmax) == pytest.approx((-bound, bound))  # each change at the top of its own scale
+
+
+def test_long_names_are_cut_so_the_figure_keeps_its_layout(x):
+    name = "GSE with a name of eighty characters, as the run list allows: " + "x" * 18
+    fig = comparison_figure(x, [run(name, x, [(0, 0)], acp=1), run("sigma-zero 1", x, [(5, 5)], acp=1)],
+                            title="t " * 100)  # 200 characters
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels[0] == name[:19] + "…" and labels[1] == "sigma-zero 1"
+    assert fig._suptitle.get_text() == "t " * 47 + "…"  # 95 characters
+    assert any(ax.get_title().startswith("supports: rows 1 and 2\n") for ax in fig.axes)  # the legend names them
+    (table,) = [t for ax in fig.axes for t in ax.tables]
+    assert table[1, 0].get_text().get_text() == name[:19] + "…"
+
+
 def test_the_best_value_of_each_column_is_marked_and_failed_runs_sizes_are_not_ranked(x):
     a = ComparedRun("A", x, {**METRICS, "acp": 5, "l2": 0.2}, 2.0, 100, 100)
     b = ComparedRun("B", x, {**METRICS, "acp": 3, "l2": 0.9}, 1.0, 100, 50)
