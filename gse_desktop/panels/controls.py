@@ -256,8 +256,9 @@ class ControlsPanel(QWidget):
                                       (self.untargeted, info.untargeted, "targeted")):
             button.setEnabled(allowed)
             button.setToolTip("" if allowed else f"{info.title} supports {kind} runs only")
-        self.class_list.setEnabled(info.targeted)
-        self.class_list.setToolTip("" if info.targeted else self.targeted.toolTip())
+        for widget in (self.class_list, self.class_filter):  # the target is picked there: no target, no search
+            widget.setEnabled(info.targeted)
+            widget.setToolTip("" if info.targeted else self.targeted.toolTip())
         if not info.targeted:
             self.untargeted.setChecked(True)
         elif not info.untargeted:

@@ -60,10 +60,11 @@ def test_the_picker_builds_the_form_from_the_params(qtbot):
     assert picker.settings()["final_rate"] == 0.5 and picker.settings()["norm"] == "l1"
     # untargeted only: the targeted choice and the class list are off, saying why
     assert not controls.targeted.isEnabled() and not controls.class_list.isEnabled()
+    assert not controls.class_filter.isEnabled()  # nor a search in a list that is off
     assert controls.targeted.toolTip() == "every-kind supports untargeted runs only"
     assert controls.target() is None
     picker.select("gse")
-    assert controls.targeted.isEnabled() and controls.targeted.toolTip() == ""
+    assert controls.targeted.isEnabled() and controls.targeted.toolTip() == "" and controls.class_filter.isEnabled()
 
 
 @pytest.mark.parametrize("key, value", [("steps", "abc"), ("steps", 10**300), ("steps", 10**400), ("steps", 2.5),
