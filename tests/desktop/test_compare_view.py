@@ -56,6 +56,15 @@ def compared_window(qtbot, tmp_path, a_measured, b_measured):
     return window
 
 
+def shown_at(qtbot, window, size):
+    """The window on screen at `size`, laid out."""
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    settle()
+    return window
+
+
 def table(view):
     t = view.table
     return {t.item(r, 0).text(): (t.item(r, 1).text(), t.item(r, 2).text()) for r in range(t.rowCount())}
@@ -125,11 +134,8 @@ def test_the_comparison_exports_as_one_figure(qtbot, tmp_path):
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
 def test_comparison_views_have_square_pixels_and_a_linked_zoom(qtbot, tmp_path, size):
-    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1.0, 10), measured(True, 2, 0.5, 2.0, 20))
-    window.resize(*size)
-    window.show()
-    qtbot.waitExposed(window)
-    settle()
+    window = shown_at(qtbot, compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1.0, 10),
+                                             measured(True, 2, 0.5, 2.0, 20)), size)
     images = window.compare_view.images
     assert_square_and_whole(images, (H, W))
     for plot in images.plots.values():
@@ -185,11 +191,8 @@ def test_names_are_shown_as_typed(qtbot, tmp_path):
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
 def test_the_metrics_table_fills_its_column_and_nothing_is_cut(qtbot, tmp_path, size):
-    window = compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1234.5, 10), measured(True, 2, 0.5, 2.0, 20))
-    window.resize(*size)
-    window.show()
-    qtbot.waitExposed(window)
-    settle()
+    window = shown_at(qtbot, compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1234.5, 10),
+                                             measured(True, 2, 0.5, 2.0, 20)), size)
     table = window.compare_view.table
     header = table.horizontalHeader()
     assert header.length() == table.viewport().width()  # the metric column takes what A and B leave, no strip
