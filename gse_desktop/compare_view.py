@@ -130,6 +130,7 @@ class CompareView(QWidget):
         split.addWidget(side)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
+        split.setSizes([3 * SIDE_WIDTH, SIDE_WIDTH])  # 3:1 from the start (scaled to the width), not the hints'
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.zoom_button)

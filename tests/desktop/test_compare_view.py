@@ -194,6 +194,8 @@ def test_the_metrics_table_fills_its_column_and_nothing_is_cut(qtbot, tmp_path, 
     window = shown_at(qtbot, compared_window(qtbot, tmp_path, measured(True, 3, 0.3, 1234.5, 10),
                                              measured(True, 2, 0.5, 2.0, 20)), size)
     table = window.compare_view.table
+    side, split = table.parentWidget(), table.parentWidget().parentWidget()
+    assert side.width() >= max(330, split.width() // 4 - 10)  # a quarter of a wide window, 330 px at least
     header = table.horizontalHeader()
     assert header.length() == table.viewport().width()  # the metric column takes what A and B leave, no strip
     for column in range(table.columnCount()):  # no cell cut: each column as wide as its widest text
