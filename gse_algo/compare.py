@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.colors import to_rgb
 from scipy import ndimage
 
 NEITHER, ONLY_A, ONLY_B, BOTH = 0, 1, 2, 3
@@ -44,7 +45,7 @@ def overlay_picture(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
     grey = (GREY_FLOOR + GREY_SPAN * np.asarray(x, np.float32).mean(axis=2)).astype(np.float32)
     out = np.repeat(grey[..., None], 3, axis=2)
     for code, colour in OVERLAY_COLOURS.items():
-        out[codes == code] = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        out[codes == code] = to_rgb(colour)
     return out
 
 
