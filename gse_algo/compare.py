@@ -26,6 +26,7 @@ RING_SIDE = 64  # on images this wide or wider, views ring the small clusters (o
 SMALL_CLUSTER = 1 / 40  # a cluster whose bounding box is at most this share of the image side is small
 RING_RADIUS = 1 / 45  # a ring's radius, as a share of the image side
 MAX_RINGS = 300  # more small clusters than this: no rings (they would cover the image)
+RING_LABEL = "ring: a cluster too small to see"  # the legends' words for the rings
 
 # the metrics that measure a perturbation's size: ranked only among results that succeeded
 SIZES = frozenset({"acp", "channel_l0", "anc", "d20", "l2", "linf"})

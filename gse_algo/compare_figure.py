@@ -167,7 +167,7 @@ def _draw_side(fig: Figure, grid, clean: np.ndarray, runs: list[ComparedRun], de
                             edgecolor=compare.OVERLAY_COLOURS[code], linewidth=0.9))
     if small:
         handles.append(Line2D([], [], marker="o", markersize=7, fillstyle="none", linestyle="none", color="0.3",
-                              label="ring: a cluster too small to see"))
+                              label=compare.RING_LABEL))
     legend_ax.set_axis_off()
     legend_ax.legend(handles=handles, loc="center", fontsize=7, frameon=False, ncols=1)
 

@@ -14,6 +14,7 @@ import io
 import math
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.lib import format as npy
@@ -39,12 +40,17 @@ def check_member(info: zipfile.ZipInfo, limit: int) -> None:
                            f"at most {limit / 2**20:,.0f} MiB")
 
 
+def repeated(names: Iterable[str]) -> str | None:
+    """The first name that appears more than once, or None."""
+    return next((name for name, count in Counter(names).items() if count > 1), None)
+
+
 def unique_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     """The archive's members; ArchiveError when a name appears twice (which copy is read depends on the reader)."""
     members = archive.infolist()
-    repeated = [name for name, count in Counter(m.filename for m in members).items() if count > 1]
-    if repeated:
-        raise ArchiveError(f"member {repeated[0]!r:.80} appears more than once")
+    twice = repeated(m.filename for m in members)
+    if twice is not None:
+        raise ArchiveError(f"member {twice!r:.80} appears more than once")
     return members
 
 

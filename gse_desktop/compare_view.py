@@ -14,8 +14,8 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from gse_algo.compare import (BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS, OVERLAY_LABELS, RING_RADIUS, overlay_codes,
-                              overlay_picture, small_clusters, support_iou)
+from gse_algo.compare import (BOTH, ONLY_A, ONLY_B, OVERLAY_COLOURS, OVERLAY_LABELS, RING_LABEL, RING_RADIUS,
+                              overlay_codes, overlay_picture, small_clusters, support_iou)
 from gse_algo.figures import signed_perturbation
 from gse_algo import colours
 from gse_desktop.panels.image_views import LinkedViews, set_title
@@ -193,7 +193,7 @@ class CompareView(QWidget):
                                    for c in (ONLY_A, ONLY_B, BOTH))
         iou = "–" if np.isnan(self.iou) else f"{self.iou:.3f}"
         if len(self.images.rings.data):
-            swatches += " &nbsp; ○&nbsp;ring: a cluster too small to see"
+            swatches += " &nbsp; ○&nbsp;" + RING_LABEL
         self.legend.setText(f"{swatches}<br>support IoU = <b>{iou}</b> (pixels in both / pixels in either)<br>"
                             "perturbations: red +, blue −, each at its own scale (in its title), colour ~ sqrt")
 

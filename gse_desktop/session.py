@@ -25,7 +25,6 @@ import json
 import math
 import os
 import zipfile
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ import numpy as np
 
 from gse_algo.export import atomic_write_bytes, json_bytes, npz_bytes
 from gse_algo.params import RANGES, GSEParams
-from gse_algo.safe_zip import read_member, read_npz, unique_members
+from gse_algo.safe_zip import read_member, read_npz, repeated, unique_members
 from gse_algo.snapshot import GSEResult, StepRecord
 from gse_desktop.history import RunHistory
 from gse_desktop.records import GSE
@@ -208,11 +207,10 @@ def load_session(path: str | os.PathLike, progress: Progress | None = None) -> S
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     """A JSON object of session.json; ValueError for a key given twice (json would keep the last silently)."""
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-        raise ValueError(f"session.json gives the key {repeated!r:.40} twice")
-    return out
+    twice = repeated(key for key, _ in pairs)
+    if twice is not None:
+        raise ValueError(f"session.json gives the key {twice!r:.40} twice")
+    return dict(pairs)
 
 
 def _check_meta(path: Path, meta: object) -> None:

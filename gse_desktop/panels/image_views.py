@@ -196,11 +196,7 @@ class ImageViews(LinkedViews):
         self.items["adversarial"].setImage(self.original, levels=(0, 1))
         self.items["perturbation"].setImage(np.zeros((h, w), np.float32), autoLevels=False)
         self._set_levels("perturbation", (-1.0, 1.0))  # delta = 0 in the map's middle, on the range delta can take
-        self.items["lambda"].clear()  # no lambda before a run: a caption, not a colour that would read as a value
-        self.lambda_text.setText("λ map: shown once GSE runs")
-        self.lambda_text.setVisible(True)
-        self.bars["lambda"].setVisible(False)
-        self.lambda_grey.setVisible(False)
+        self._lambda_caption("λ map: shown once GSE runs")  # not a colour that would read as a value
         self.items["mask"].setImage(np.full((h, w, 3), FREE, np.uint8), levels=(0, 255))
         self.items["cam"].clear()
         self.lambda_grey.setImage(np.full((h, w, 3), colours.INF_GREY, np.float32), levels=(0, 1))
@@ -212,14 +208,18 @@ class ImageViews(LinkedViews):
 
     def set_attack(self, title: str, has_lambda_map: bool) -> None:
         """What the run shows: an attack without a lambda map says so in that view (and has no frozen region)."""
-        self.lambda_text.setText("" if has_lambda_map else f"{title} has no λ map\n(only GSE has one)")
-        self.lambda_text.setVisible(not has_lambda_map)
-        self.bars["lambda"].setVisible(has_lambda_map)
-        self.lambda_grey.setVisible(has_lambda_map)
+        self._lambda_caption(None if has_lambda_map else f"{title} has no λ map\n(only GSE has one)")
         set_title(self.plots["lambda"], TITLES["lambda"] if has_lambda_map else "λ map: none")
         self.mask_title = TITLES["mask"] if has_lambda_map else MASK_SUPPORT_ONLY
         set_title(self.plots["mask"], self.mask_title)
-        if not has_lambda_map:
+
+    def _lambda_caption(self, text: str | None) -> None:
+        """The λ view: a caption in place of a map (`text`), or room for the map with its colour bar (None)."""
+        self.lambda_text.setText(text or "")
+        self.lambda_text.setVisible(text is not None)
+        self.bars["lambda"].setVisible(text is None)
+        self.lambda_grey.setVisible(text is None)
+        if text is not None:
             self.items["lambda"].clear()
 
     def show_frame(self, frame: Frame, image: int = 0) -> None:

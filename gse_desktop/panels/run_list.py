@@ -10,7 +10,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSizePolicy,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from gse_desktop.run_rows import LIST_COLUMNS, list_cell, registry_defaults
+from gse_desktop.run_rows import LIST_COLUMNS, METRIC_HELP, list_cell, registry_defaults
 from gse_desktop.state import ACTIVE, AppState
 
 KEY = Qt.ItemDataRole.UserRole  # a row's run key, on its first cell
@@ -31,9 +31,10 @@ class RunList(QWidget):
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
         self._size_columns()
         self.table.setToolTip("Every run of this image. Click one to show it; Ctrl+click a second one to compare "
-                              "the two (A = the first); double click a name to rename it. ACP: changed pixels, "
-                              "ANC: clusters, d2,0: 8x8 windows with a change, time: the attack alone (pauses and "
-                              "the app's own work excluded)")
+                              "the two (A = the first); double click a name to rename it. A column's header says "
+                              "what it counts")
+        for col, (column, _) in enumerate(LIST_COLUMNS):  # the comparison's words for the same metrics
+            self.table.horizontalHeaderItem(col).setToolTip(METRIC_HELP.get(column, ""))
         self.rename_button = QPushButton("Rename", toolTip="Rename the selected run")
         self.remove_button = QPushButton("Remove", toolTip="Forget the selected runs")
         self.compare_button = QPushButton("Compare", toolTip="Compare the two selected runs")
