@@ -58,6 +58,10 @@ class TopTable(QTableWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         setup_table(self, ["before", "p", "now", "p"])
+        header = self.horizontalHeader()
+        header.setStretchLastSection(False)
+        for col in (0, 2):  # the class names share what the probabilities leave (elided, whole in the tooltip)
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
         self.setRowCount(5)
         self.names: list[str] = []
         self.label: int = -1
@@ -92,6 +96,7 @@ class TopTable(QTableWidget):
             c = int(classes[row])
             for offset, text in ((0, f"{c}: {self._name(c)}"), (1, f"{float(probs[row]):.3f}")):
                 item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if c == self.label:
                     item.setForeground(QBrush(QColor("#e07000")))
                 self.setItem(row, col + offset, item)

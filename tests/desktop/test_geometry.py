@@ -7,6 +7,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication, QScrollArea, QTabBar
 
 from conftest import finished_run, make_window, wait_idle, wait_ready
+from gse_desktop.panels.tables import TopTable
 
 
 def assert_square_and_whole(views, shape):
@@ -146,6 +147,24 @@ def test_a_laptop_reaches_every_control_without_scrolling_and_the_cam_numbers_do
     lines = numbers.text().count("<br>") + 1
     assert numbers.width() >= numbers.sizeHint().width()  # as wide as its longest line: nothing wraps
     assert numbers.height() <= lines * numbers.fontMetrics().lineSpacing() + 8
+
+
+def test_the_class_table_shows_both_probabilities_whole(qtbot):
+    """Classes beside the metrics is 330 px wide (the first window on a 1920x1080 screen): long class names are
+    elided, the probabilities stay whole and nothing hides under a scroll bar."""
+    table = TopTable()
+    qtbot.addWidget(table)
+    table.resize(330, 160)
+    names = [f"a class name as long as ImageNet's longest, number {i}" for i in range(10)]
+    table.set_before(np.arange(5), np.full(5, 0.123), names, 0)
+    table.set_now(np.arange(5, 10), np.full(5, 0.456))
+    table.show()
+    qtbot.waitExposed(table)
+    settle()
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    for col in (1, 3):
+        assert table.columnWidth(col) >= table.sizeHintForColumn(col)  # the probabilities never cut
+    assert table.item(0, 2).toolTip() == "5: " + names[5]  # the whole name
 
 
 @pytest.mark.parametrize("width", [1100, 1280])
